@@ -1,0 +1,91 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "GenesysIngest",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ingest-gateway", targets: ["ingest-gateway"]),
+        .executable(name: "ingest-worker", targets: ["ingest-worker"]),
+        .executable(name: "ingestctl", targets: ["ingestctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries: each is imported by exactly one Swift module.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CSystemShims"),
+
+        // Pure core: HTTP/1.1 parsing, envelope inspection and routing, signature schemes,
+        // configuration. No I/O.
+        .target(name: "IngestCore"),
+        // The only importer of COpenSSL.
+        .target(name: "IngestCrypto", dependencies: ["COpenSSL", "IngestCore"]),
+        // The only importer of CRdKafka.
+        .target(
+            name: "IngestKafka",
+            dependencies: ["CRdKafka", "CSystemShims", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Dispatch event loops over epoll, listener, connections.
+        .target(
+            name: "IngestHTTP",
+            dependencies: ["CSystemShims", "IngestCore", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "IngestGateway",
+            dependencies: [
+                "IngestCore", "IngestCrypto", "IngestHTTP", "IngestKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(name: "IngestLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "IngestTesting", dependencies: ["IngestCore", "IngestCrypto", "CSystemShims"]),
+
+        // Thin executables: parse configuration, bootstrap, run.
+        .executableTarget(
+            name: "ingest-gateway",
+            dependencies: [
+                "IngestGateway", "IngestLogging", "IngestCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "ingest-worker",
+            dependencies: [
+                "IngestKafka", "IngestLogging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "ingestctl",
+            dependencies: [
+                "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestLogging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "IngestCoreTests", dependencies: ["IngestCore"]),
+        .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
+        .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
+        .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
+        .testTarget(
+            name: "IngestGatewayTests",
+            dependencies: ["IngestGateway", "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

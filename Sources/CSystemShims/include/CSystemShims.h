@@ -1,0 +1,34 @@
+#ifndef GENESYS_INGEST_CSYSTEMSHIMS_H
+#define GENESYS_INGEST_CSYSTEMSHIMS_H
+// epoll / eventfd and socket helpers that Glibc's Swift module does not expose.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+
+/// epoll_event is packed on x86_64; these accessors avoid Swift layout surprises.
+static inline uint32_t csys_epoll_event_events(const struct epoll_event *e) { return e->events; }
+static inline uint64_t csys_epoll_event_u64(const struct epoll_event *e) { return e->data.u64; }
+int csys_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/// accept4(2) without a peer address (accept4 needs _GNU_SOURCE, which Swift cannot set).
+int csys_accept4(int fd, int flags);
+/// Size of struct epoll_event (12 bytes on x86_64, packed).
+static inline int csys_epoll_event_size(void) { return (int)sizeof(struct epoll_event); }
+
+static const uint32_t CSYS_EPOLLIN = EPOLLIN;
+static const uint32_t CSYS_EPOLLOUT = EPOLLOUT;
+static const uint32_t CSYS_EPOLLERR = EPOLLERR;
+static const uint32_t CSYS_EPOLLHUP = EPOLLHUP;
+static const uint32_t CSYS_EPOLLRDHUP = EPOLLRDHUP;
+static const uint32_t CSYS_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE;
+static const int CSYS_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+static const int CSYS_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+static const int CSYS_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+static const int CSYS_EFD_NONBLOCK = EFD_NONBLOCK;
+static const int CSYS_EFD_CLOEXEC = EFD_CLOEXEC;
+static const int CSYS_SOCK_NONBLOCK = SOCK_NONBLOCK;
+static const int CSYS_SOCK_CLOEXEC = SOCK_CLOEXEC;
+static const int CSYS_MSG_NOSIGNAL = MSG_NOSIGNAL;
+#endif

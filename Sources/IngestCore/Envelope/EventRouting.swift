@@ -1,0 +1,132 @@
+/// The Genesys topic family an event belongs to; each family has its own raw Kafka topic.
+public enum TopicFamily: String, Sendable, CaseIterable {
+    case conversation
+    case queue
+    case user
+    case audit
+    case other
+}
+
+/// What the gateway reads from an envelope to route it. The envelope itself is never modified.
+public struct EnvelopeInfo: Sendable, Equatable {
+    /// The EventBridge envelope `id` (unique per event, stable across redeliveries), if any.
+    public var envelopeID: String?
+    /// The Genesys topic name from `detail.topicName` (EventBridge) or `topicName` (notification).
+    public var topicName: String?
+    public var family: TopicFamily
+    /// The Kafka key: the conversation, queue, user or audited entity id, else the envelope id.
+    public var key: String?
+    /// True for notification-channel heartbeats (`channel.metadata`), which are acknowledged and dropped.
+    public var isHeartbeat: Bool
+
+    public init(envelopeID: String?, topicName: String?, family: TopicFamily, key: String?, isHeartbeat: Bool) {
+        self.envelopeID = envelopeID
+        self.topicName = topicName
+        self.family = family
+        self.key = key
+        self.isHeartbeat = isHeartbeat
+    }
+}
+
+/// Reads routing information from a raw event body (EventBridge envelope or notification shape).
+///
+/// Pure and allocation-light; one instance can be shared.
+public struct EnvelopeInspector: Sendable {
+    private enum Path: Int, CaseIterable {
+        case id, detailTopicName, topicName
+        case detailConversationID, detailQueueID, detailUserID
+        case bodyConversationID, bodyQueueID, bodyUserID
+
+        var keys: [String] {
+            switch self {
+            case .id: ["id"]
+            case .detailTopicName: ["detail", "topicName"]
+            case .topicName: ["topicName"]
+            case .detailConversationID: ["detail", "eventBody", "conversationId"]
+            case .detailQueueID: ["detail", "eventBody", "queueId"]
+            case .detailUserID: ["detail", "eventBody", "userId"]
+            case .bodyConversationID: ["eventBody", "conversationId"]
+            case .bodyQueueID: ["eventBody", "queueId"]
+            case .bodyUserID: ["eventBody", "userId"]
+            }
+        }
+    }
+
+    public init() {}
+
+    private static let scanner = JSONScanner(paths: Path.allCases.map(\.keys))
+
+    /// Validates that `body` is a JSON object and extracts its routing information.
+    public func inspect(_ body: UnsafeBufferPointer<UInt8>) throws(JSONScanError) -> EnvelopeInfo {
+        let captured = try Self.scanner.scan(body)
+        func value(_ p: Path) -> String? {
+            guard let v = captured[p.rawValue], !v.isEmpty else { return nil }
+            return v
+        }
+        let topicName = value(.detailTopicName) ?? value(.topicName)
+        let envelopeID = value(.id)
+        let route = Self.route(topicName: topicName)
+        let bodyID: String? =
+            switch route.family {
+            case .conversation: value(.detailConversationID) ?? value(.bodyConversationID)
+            case .queue: value(.detailQueueID) ?? value(.bodyQueueID)
+            case .user: value(.detailUserID) ?? value(.bodyUserID)
+            case .audit, .other: nil
+            }
+        return EnvelopeInfo(
+            envelopeID: envelopeID,
+            topicName: topicName,
+            family: route.family,
+            key: route.entityID ?? bodyID ?? envelopeID,
+            isHeartbeat: topicName == "channel.metadata"
+        )
+    }
+
+    public func inspect(_ body: [UInt8]) throws(JSONScanError) -> EnvelopeInfo {
+        try body.withUnsafeBufferPointer { (p) throws(JSONScanError) -> EnvelopeInfo in try inspect(p) }
+    }
+
+    /// The family and entity id a Genesys topic name designates.
+    ///
+    /// - `v2.detail.events.conversation.{id}.…` → conversation, key conversation id
+    /// - `v2.routing.queues.{id}.…`, `v2.analytics.queues.{id}.…` → queue, key queue id
+    /// - `v2.users.{id}.…` → user, key user id
+    /// - `v2.audits.entitytype.{type}.entityid.{id}` → audit, key entity id
+    /// - anything else → other
+    public static func route(topicName: String?) -> (family: TopicFamily, entityID: String?) {
+        guard let topicName else { return (.other, nil) }
+        let parts = topicName.split(separator: ".", omittingEmptySubsequences: false)
+        func part(_ i: Int) -> String? {
+            guard i < parts.count, !parts[i].isEmpty, !parts[i].contains("{") else { return nil }
+            return String(parts[i])
+        }
+        guard parts.count >= 3, parts[0] == "v2" else { return (.other, nil) }
+        switch parts[1] {
+        case "detail" where parts.count >= 5 && parts[2] == "events" && parts[3] == "conversation":
+            return (.conversation, part(4))
+        case "routing" where parts.count >= 4 && parts[2] == "queues",
+            "analytics" where parts.count >= 4 && parts[2] == "queues":
+            return (.queue, part(3))
+        case "users":
+            return (.user, part(2))
+        case "audits":
+            if let i = parts.firstIndex(of: "entityid") { return (.audit, part(i + 1)) }
+            return (.audit, nil)
+        default:
+            return (.other, nil)
+        }
+    }
+}
+
+/// Maps topic families to Kafka topic names: `<prefix>.<family>` (default prefix `genesys.raw`).
+public struct TopicNaming: Sendable, Equatable {
+    public var prefix: String
+
+    public init(prefix: String = "genesys.raw") {
+        self.prefix = prefix
+    }
+
+    public func topic(for family: TopicFamily) -> String { "\(prefix).\(family.rawValue)" }
+
+    public var allTopics: [String] { TopicFamily.allCases.map(topic(for:)) }
+}

@@ -1,0 +1,289 @@
+/// Why a body is not acceptable JSON.
+public enum JSONScanError: Error, Equatable, Sendable, CustomStringConvertible {
+    case notAnObject
+    case syntax(offset: Int)
+    case tooDeep(limit: Int)
+
+    public var description: String {
+        switch self {
+        case .notAnObject: "body must be a JSON object"
+        case .syntax(let offset): "body is not valid JSON (error at byte \(offset))"
+        case .tooDeep(let limit): "body nests deeper than \(limit) levels"
+        }
+    }
+}
+
+/// A validating, allocation-light JSON scanner that checks a whole document's syntax and
+/// captures the string values found at a few object paths (e.g. `detail.topicName`).
+///
+/// It exists so the gateway can check "the body is a JSON object" and read its routing fields
+/// at a few nanoseconds per byte without building a document tree. Values elsewhere are
+/// validated and skipped. Nesting is bounded (no recursion on input-controlled depth beyond
+/// ``maxDepth``), so hostile input cannot exhaust the stack.
+public struct JSONScanner: Sendable {
+    public static let maxDepth = 128
+
+    /// Paths to capture, as key sequences from the root object, e.g. `["detail", "topicName"]`.
+    public let paths: [[String]]
+    private let pathBytes: [[[UInt8]]]
+
+    public init(paths: [[String]]) {
+        self.paths = paths
+        self.pathBytes = paths.map { $0.map { Array($0.utf8) } }
+    }
+
+    /// Scans `bytes`; returns the captured string values by index into ``paths`` (nil when the
+    /// path is absent or its value is not a string).
+    public func scan(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONScanError) -> [String?] {
+        var state = ScanState(bytes: bytes, paths: pathBytes)
+        state.skipWhitespace()
+        guard state.index < bytes.count, bytes[state.index] == UInt8(ascii: "{") else {
+            if state.index < bytes.count, Self.startsValue(bytes[state.index]) { throw .notAnObject }
+            throw state.index >= bytes.count ? .notAnObject : .syntax(offset: state.index)
+        }
+        try state.parseValue(depth: 0, matching: Array(pathBytes.indices), level: 0)
+        state.skipWhitespace()
+        if state.index != bytes.count { throw .syntax(offset: state.index) }
+        return state.captures
+    }
+
+    public func scan(_ bytes: [UInt8]) throws(JSONScanError) -> [String?] {
+        try bytes.withUnsafeBufferPointer { (p) throws(JSONScanError) -> [String?] in try scan(p) }
+    }
+
+    static func startsValue(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "["), UInt8(ascii: "\""), UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"),
+            UInt8(ascii: "-"), 48...57:
+            true
+        default: false
+        }
+    }
+}
+
+private struct ScanState {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let paths: [[[UInt8]]]
+    var index = 0
+    var captures: [String?]
+
+    init(bytes: UnsafeBufferPointer<UInt8>, paths: [[[UInt8]]]) {
+        self.bytes = bytes
+        self.paths = paths
+        self.captures = Array(repeating: nil, count: paths.count)
+    }
+
+    @inline(__always) mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 32, 9, 10, 13: index += 1
+            default: return
+            }
+        }
+    }
+
+    /// Parses one value. `matching` lists the capture paths whose first `level` keys match the
+    /// keys leading here.
+    mutating func parseValue(depth: Int, matching: [Int], level: Int) throws(JSONScanError) {
+        if depth >= JSONScanner.maxDepth { throw .tooDeep(limit: JSONScanner.maxDepth) }
+        skipWhitespace()
+        guard index < bytes.count else { throw .syntax(offset: index) }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            try parseObject(depth: depth, matching: matching, level: level)
+        case UInt8(ascii: "["):
+            index += 1
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return
+            }
+            while true {
+                try parseValue(depth: depth + 1, matching: [], level: 0)
+                skipWhitespace()
+                guard index < bytes.count else { throw .syntax(offset: index) }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                if bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    return
+                }
+                throw .syntax(offset: index)
+            }
+        case UInt8(ascii: "\""):
+            let completed = matching.filter { paths[$0].count == level }
+            let range = try parseString()
+            if !completed.isEmpty {
+                let value = decodeString(range)
+                for p in completed where captures[p] == nil { captures[p] = value }
+            }
+        case UInt8(ascii: "t"): try expectLiteral("true")
+        case UInt8(ascii: "f"): try expectLiteral("false")
+        case UInt8(ascii: "n"): try expectLiteral("null")
+        default: try parseNumber()
+        }
+    }
+
+    mutating func parseObject(depth: Int, matching: [Int], level: Int) throws(JSONScanError) {
+        index += 1  // {
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        let deeper = matching.filter { paths[$0].count > level }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw .syntax(offset: index) }
+            let keyRange = try parseString()
+            var childMatching: [Int] = []
+            if !deeper.isEmpty {
+                for p in deeper where keyEquals(keyRange, paths[p][level]) { childMatching.append(p) }
+            }
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw .syntax(offset: index) }
+            index += 1
+            try parseValue(depth: depth + 1, matching: childMatching, level: level + 1)
+            skipWhitespace()
+            guard index < bytes.count else { throw .syntax(offset: index) }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return
+            }
+            throw .syntax(offset: index)
+        }
+    }
+
+    /// Parses a string starting at its opening quote; returns the range of its raw contents.
+    mutating func parseString() throws(JSONScanError) -> Range<Int> {
+        index += 1
+        let start = index
+        while index < bytes.count {
+            let b = bytes[index]
+            if b == UInt8(ascii: "\"") {
+                let range = start..<index
+                index += 1
+                return range
+            }
+            if b == UInt8(ascii: "\\") {
+                guard index + 1 < bytes.count else { throw .syntax(offset: index) }
+                switch bytes[index + 1] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    index += 2
+                case UInt8(ascii: "u"):
+                    guard index + 5 < bytes.count else { throw .syntax(offset: index) }
+                    for k in 2...5 where HTTPRequestParser.hexValue(bytes[index + k]) == nil {
+                        throw .syntax(offset: index + k)
+                    }
+                    index += 6
+                default:
+                    throw .syntax(offset: index)
+                }
+                continue
+            }
+            if b < 0x20 { throw .syntax(offset: index) }
+            index += 1
+        }
+        throw .syntax(offset: index)
+    }
+
+    func keyEquals(_ range: Range<Int>, _ key: [UInt8]) -> Bool {
+        guard range.count == key.count else { return false }
+        var k = 0
+        for i in range {
+            if bytes[i] != key[k] { return false }
+            k += 1
+        }
+        return true
+    }
+
+    /// Decodes a validated string's raw contents, resolving escapes.
+    func decodeString(_ range: Range<Int>) -> String {
+        let raw = UnsafeBufferPointer(rebasing: bytes[range])
+        if !raw.contains(UInt8(ascii: "\\")) { return String(decoding: raw, as: UTF8.self) }
+        var scalars = String.UnicodeScalarView()
+        var utf8Run: [UInt8] = []
+        func flush() {
+            if !utf8Run.isEmpty {
+                scalars.append(contentsOf: String(decoding: utf8Run, as: UTF8.self).unicodeScalars)
+                utf8Run.removeAll()
+            }
+        }
+        var i = 0
+        var pendingHigh: UInt32?
+        while i < raw.count {
+            let b = raw[i]
+            guard b == UInt8(ascii: "\\") else {
+                utf8Run.append(b)
+                i += 1
+                continue
+            }
+            flush()
+            let e = raw[i + 1]
+            i += 2
+            var scalar: UInt32
+            switch e {
+            case UInt8(ascii: "b"): scalar = 8
+            case UInt8(ascii: "f"): scalar = 12
+            case UInt8(ascii: "n"): scalar = 10
+            case UInt8(ascii: "r"): scalar = 13
+            case UInt8(ascii: "t"): scalar = 9
+            case UInt8(ascii: "u"):
+                scalar = 0
+                for k in 0..<4 { scalar = scalar * 16 + UInt32(HTTPRequestParser.hexValue(raw[i + k]) ?? 0) }
+                i += 4
+            default: scalar = UInt32(e)
+            }
+            if (0xD800...0xDBFF).contains(scalar) {
+                pendingHigh = scalar
+                continue
+            }
+            if (0xDC00...0xDFFF).contains(scalar), let high = pendingHigh {
+                scalar = 0x10000 + ((high - 0xD800) << 10) + (scalar - 0xDC00)
+            }
+            pendingHigh = nil
+            scalars.append(Unicode.Scalar(scalar) ?? "\u{FFFD}")
+        }
+        flush()
+        return String(scalars)
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONScanError) {
+        let count = literal.utf8CodeUnitCount
+        guard index + count <= bytes.count else { throw .syntax(offset: index) }
+        let p = literal.utf8Start
+        for k in 0..<count where bytes[index + k] != p[k] { throw .syntax(offset: index + k) }
+        index += count
+    }
+
+    mutating func parseNumber() throws(JSONScanError) {
+        let start = index
+        if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+        guard index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) else { throw .syntax(offset: start) }
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+        } else {
+            while index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) { index += 1 }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            guard index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) else { throw .syntax(offset: index) }
+            while index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) { index += 1 }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
+            guard index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) else { throw .syntax(offset: index) }
+            while index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) { index += 1 }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import Dispatch
+import IngestCore
+import IngestCrypto
+import IngestHTTP
+import IngestKafka
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The gateway's per-event-loop state.
+///
+/// **Confinement:** every member is confined to `loop.queue`: authenticators hold keyed
+/// `EVP_MAC_CTX`s that must not be shared between threads, and `pending` is the table of
+/// requests waiting for their broker acknowledgement.
+final class LoopContext: @unchecked Sendable {
+    // @unchecked: confined to `loop.queue` (see above); it is only captured to hop onto that queue.
+    private struct Pending {
+        var responder: HTTPResponder
+        var source: Int
+        var requestID: String
+        var bodyBytes: Int
+        var startedAt: UInt64
+        var deadline: UInt64
+    }
+
+    let loop: EventLoop
+    private unowned let gateway: Gateway
+    private let authenticators: [RequestAuthenticator]
+    private var pending: [UInt64: Pending] = [:]
+    /// Tokens in creation order; deadlines are monotonic, so expiry scans from the front.
+    private var tokenOrder: [UInt64] = []
+    private var tokenOrderHead = 0
+    private var nextCounter: UInt64 = 1
+    private let tokenBase: UInt64
+    private let requestIDPrefix: String
+    private let deadlineNanos: UInt64
+    private let retryAfter: String
+
+    init(gateway: Gateway, loop: EventLoop) throws {
+        self.gateway = gateway
+        self.loop = loop
+        self.tokenBase = UInt64(loop.index + 1) << 48
+        self.requestIDPrefix = "\(gateway.requestIDPrefix)-\(loop.index)-"
+        self.deadlineNanos = UInt64(gateway.configuration.ackDeadlineMilliseconds) * 1_000_000
+        self.retryAfter = String(gateway.configuration.retryAfterSeconds)
+        var authenticators: [RequestAuthenticator] = []
+        for source in gateway.configuration.sources {
+            var failure: Error?
+            let authenticator = RequestAuthenticator(
+                scheme: source.scheme,
+                secrets: source.secrets,
+                apiKeyHeader: source.apiKeyHeader,
+                webhookToleranceSeconds: source.webhookToleranceSeconds
+            ) { key in
+                do { return try OpenSSLHMACSHA256(key: key) } catch {
+                    failure = error
+                    return FailingHMAC()
+                }
+            }
+            if let failure { throw failure }
+            authenticators.append(authenticator)
+        }
+        self.authenticators = authenticators
+    }
+
+    /// Authenticates, inspects and produces one event; the response follows the broker's ack.
+    func ingest(_ request: HTTPRequest, source index: Int, responder: HTTPResponder) {
+        let source = gateway.sources[index]
+        let name = source.name
+        let bodyBytes = request.body.count
+        guard request.method == "POST" else {
+            return gateway.respond(responder, .methodNotAllowed(allow: "POST"), source: name)
+        }
+        let now = Self.wallClock()
+        let keyID: String
+        switch authenticators[index].verify(headers: request.headers, body: request.body, nowSeconds: now.seconds) {
+        case .success(let id):
+            keyID = id
+        case .failure(let failure):
+            gateway.metrics.countAuthFailure(source: name, reason: failure.reason)
+            return gateway.respond(
+                responder,
+                .json(.unauthorized, "{\"error\":\(JSONString.quote(failure.message)),\"reason\":\"\(failure.reason)\"}"),
+                source: name)
+        }
+        let info: EnvelopeInfo
+        do { info = try gateway.envelopeInspector.inspect(request.body) } catch {
+            return gateway.respond(responder, .error(.badRequest, error.description), source: name, bodyBytes: bodyBytes)
+        }
+        let counter = nextCounter
+        nextCounter += 1
+        let requestID = requestIDPrefix + String(counter, radix: 16)
+        if info.isHeartbeat {
+            gateway.metrics.heartbeatsDropped.increment()
+            return gateway.respond(
+                responder, .json(.accepted, "{\"status\":\"ignored\",\"reason\":\"heartbeat\",\"requestId\":\"\(requestID)\"}"),
+                source: name, bodyBytes: bodyBytes)
+        }
+        guard gateway.isBrokerReachable, let producer = gateway.kafkaProducer else {
+            gateway.metrics.countBrokerError("broker_unreachable")
+            return gateway.respond(responder, unavailable("broker unreachable", requestID), source: name, bodyBytes: bodyBytes)
+        }
+        var headers = [
+            KafkaHeader(name: IngestHeader.contentType, string: request.headers["content-type"] ?? "application/json"),
+            KafkaHeader(name: IngestHeader.receivedAt, string: String(now.milliseconds)),
+            KafkaHeader(name: IngestHeader.source, string: name),
+            KafkaHeader(name: IngestHeader.requestID, string: requestID),
+            KafkaHeader(name: IngestHeader.keyID, string: keyID),
+        ]
+        if let topicName = info.topicName { headers.append(KafkaHeader(name: IngestHeader.topicName, string: topicName)) }
+        if let id = info.envelopeID { headers.append(KafkaHeader(name: IngestHeader.eventID, string: id)) }
+        let token = tokenBase | counter
+        let started = DispatchTime.now().uptimeNanoseconds
+        do {
+            try producer.produce(
+                topic: gateway.topic(for: info.family),
+                key: info.key.map { Array($0.utf8) },
+                value: request.body,
+                headers: headers,
+                token: token
+            )
+        } catch {
+            gateway.metrics.countBrokerError(error.isQueueFull ? "queue_full" : "client_error")
+            gateway.logger.warning(
+                "produce refused", metadata: ["request.id": "\(requestID)", "kafka.error": "\(error.message)"])
+            let reason = error.isQueueFull ? "producer queue full" : "broker unavailable"
+            return gateway.respond(responder, unavailable(reason, requestID), source: name, bodyBytes: bodyBytes)
+        }
+        pending[token] = Pending(
+            responder: responder, source: index, requestID: requestID, bodyBytes: bodyBytes,
+            startedAt: started, deadline: started + deadlineNanos)
+        tokenOrder.append(token)
+        gateway.metrics.inFlight.increment()
+    }
+
+    /// Answers the requests whose records were acknowledged (or failed).
+    func complete(_ reports: [DeliveryReport]) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        for report in reports {
+            guard let p = pending.removeValue(forKey: report.token) else { continue }  // already answered 503
+            gateway.metrics.inFlight.decrement()
+            let name = gateway.sources[p.source].name
+            if let error = report.error {
+                gateway.metrics.countBrokerError("delivery_failed")
+                gateway.logger.warning(
+                    "delivery failed", metadata: ["request.id": "\(p.requestID)", "kafka.error": "\(error.message)"])
+                gateway.respond(p.responder, unavailable("broker did not acknowledge", p.requestID), source: name, bodyBytes: p.bodyBytes)
+            } else {
+                gateway.metrics.produceLatency.recordNanoseconds(Int64(now &- p.startedAt))
+                gateway.respond(
+                    p.responder, .json(.accepted, "{\"status\":\"accepted\",\"requestId\":\"\(p.requestID)\"}"),
+                    source: name, bodyBytes: p.bodyBytes)
+            }
+        }
+        compactTokenOrder()
+    }
+
+    /// Answers 503 to requests whose acknowledgement did not come within the deadline. The
+    /// record may still be delivered later (at-least-once; consumers deduplicate).
+    func expireDeadlines() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        while tokenOrderHead < tokenOrder.count {
+            let token = tokenOrder[tokenOrderHead]
+            guard let p = pending[token] else {
+                tokenOrderHead += 1
+                continue
+            }
+            if p.deadline > now { break }
+            tokenOrderHead += 1
+            pending[token] = nil
+            gateway.metrics.inFlight.decrement()
+            gateway.metrics.countBrokerError("deadline_exceeded")
+            gateway.respond(
+                p.responder, unavailable("broker acknowledgement deadline passed", p.requestID),
+                source: gateway.sources[p.source].name, bodyBytes: p.bodyBytes)
+        }
+        compactTokenOrder()
+    }
+
+    private func compactTokenOrder() {
+        while tokenOrderHead < tokenOrder.count, pending[tokenOrder[tokenOrderHead]] == nil { tokenOrderHead += 1 }
+        if tokenOrderHead == tokenOrder.count {
+            tokenOrder.removeAll(keepingCapacity: true)
+            tokenOrderHead = 0
+        } else if tokenOrderHead > 4096 {
+            tokenOrder.removeFirst(tokenOrderHead)
+            tokenOrderHead = 0
+        }
+    }
+
+    private func unavailable(_ reason: String, _ requestID: String) -> HTTPResponse {
+        .json(
+            .serviceUnavailable,
+            "{\"error\":\(JSONString.quote(reason)),\"requestId\":\"\(requestID)\"}",
+            headers: [("Retry-After", retryAfter)])
+    }
+
+    static func wallClock() -> (seconds: Int64, milliseconds: Int64) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return (Int64(ts.tv_sec), Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+    }
+}
+
+/// Stands in when OpenSSL could not build a context; never matches (start-up then fails anyway).
+private final class FailingHMAC: HMACSHA256 {
+    func authenticationCode(_ parts: [UnsafeRawBufferPointer]) -> [UInt8] { [] }
+}

@@ -1,0 +1,307 @@
+import CSystemShims
+import Dispatch
+import IngestCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One client connection.
+///
+/// **Confinement:** all members are confined to `loop.queue`; the server creates, drives and
+/// closes it there, and ``HTTPResponder`` must be used there too.
+///
+/// Requests are parsed incrementally and handed to the handler in order; each gets a slot, and
+/// responses are written strictly in slot order (pipelining). After a response that closes the
+/// connection (a parse error, `Connection: close`), no further request is read: the server
+/// half-closes, discards what the client still sends for a short while (so the client sees the
+/// response rather than a reset), then closes.
+final class HTTPConnection: EpollRegistrant {
+    private enum Phase {
+        case idle, readingHead, readingBody, awaitingResponses, lingering
+    }
+
+    let fd: Int32
+    let loop: EventLoop
+    private unowned let server: HTTPServer
+    private var parser: HTTPRequestParser
+    private var slots: [(sequence: UInt64, response: HTTPResponse?)] = []
+    private var slotHead = 0
+    private var nextSequence: UInt64 = 0
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    /// No further requests are read (a closing response is queued, or the server is draining).
+    private var stopReadingRequests = false
+    /// The peer sent EOF.
+    private var peerClosed = false
+    private var lingering = false
+    private(set) var isClosed = false
+    private var phase = Phase.idle
+    private var phaseStarted: UInt64
+    private var lastProgress: UInt64
+    private var registeredInterest: UInt32 = 0
+
+    init(fd: Int32, loop: EventLoop, server: HTTPServer) {
+        self.fd = fd
+        self.loop = loop
+        self.server = server
+        self.parser = HTTPRequestParser(limits: server.configuration.limits)
+        let now = DispatchTime.now().uptimeNanoseconds
+        self.phaseStarted = now
+        self.lastProgress = now
+        self.registeredInterest = CSYS_EPOLLIN | CSYS_EPOLLRDHUP
+    }
+
+    private var outstanding: Int { slots.count - slotHead }
+
+    /// The epoll interest this connection needs now.
+    var interest: UInt32 {
+        var events: UInt32 = CSYS_EPOLLRDHUP
+        let readPaused = !lingering && (outstanding >= server.configuration.maxPipelinedRequests || peerClosed)
+        if !readPaused { events |= CSYS_EPOLLIN }
+        if outputOffset < output.count { events |= CSYS_EPOLLOUT }
+        return events
+    }
+
+    private func updateInterest() {
+        guard !isClosed else { return }
+        let wanted = interest
+        if wanted != registeredInterest {
+            loop.modify(fd: fd, events: wanted)
+            registeredInterest = wanted
+        }
+    }
+
+    // MARK: - Events
+
+    func handleEvents(_ events: UInt32) {
+        if isClosed { return }
+        if events & CSYS_EPOLLOUT != 0 { flush() }
+        if isClosed { return }
+        if events & (CSYS_EPOLLIN | CSYS_EPOLLHUP | CSYS_EPOLLERR | CSYS_EPOLLRDHUP) != 0 { readAvailable() }
+    }
+
+    private func readAvailable() {
+        var reads = 0
+        while !isClosed && reads < 4 {
+            reads += 1
+            let result: IOResult<Int>
+            do { result = try Posix.read(fd, loop.scratch) } catch {
+                close()
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                reads = Int.max
+            case .processed(0):
+                peerClosed = true
+                if lingering || outstanding == 0 {
+                    close()
+                    return
+                }
+                reads = Int.max
+            case .processed(let n):
+                if lingering { continue }  // discard
+                if stopReadingRequests { continue }
+                parser.append(UnsafeRawBufferPointer(rebasing: loop.scratch[0..<n]))
+                if outstanding >= server.configuration.maxPipelinedRequests { reads = Int.max }
+            }
+        }
+        processBufferedRequests()
+        updatePhase()
+        updateInterest()
+    }
+
+    /// Parses and dispatches every complete request in the buffer (up to the pipeline limit).
+    private func processBufferedRequests() {
+        if isProcessing { return }
+        isProcessing = true
+        defer { isProcessing = false }
+        while !isClosed && !stopReadingRequests && outstanding < server.configuration.maxPipelinedRequests {
+            let event: HTTPRequestParser.Event
+            do { event = try parser.next() } catch {
+                stopReadingRequests = true
+                enqueueLocal(.error(error.status, error.description, closeConnection: true))
+                return
+            }
+            switch event {
+            case .needMoreData:
+                return
+            case .continueExpected:
+                if outstanding == 0 && outputOffset == output.count {
+                    output.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                    flush()
+                }
+            case .request(let request):
+                let sequence = nextSequence
+                nextSequence += 1
+                slots.append((sequence, nil))
+                if !request.keepAlive || server.isDraining {
+                    stopReadingRequests = true
+                    closeAfterSequence = min(closeAfterSequence, sequence)
+                }
+                server.handler.handle(request, responder: HTTPResponder(loop: loop, connection: self, sequence: sequence))
+            }
+        }
+    }
+
+    /// The response to this request closes the connection (`Connection: close`, draining).
+    private var closeAfterSequence = UInt64.max
+    /// Set while ``processBufferedRequests()`` runs, so a synchronous answer does not recurse into it.
+    private var isProcessing = false
+
+    /// Queues a server-generated response (parse error, timeout) after the outstanding ones.
+    private func enqueueLocal(_ response: HTTPResponse) {
+        server.observer?.serverResponded(status: response.status)
+        let sequence = nextSequence
+        nextSequence += 1
+        slots.append((sequence, nil))
+        respond(sequence: sequence, response)
+    }
+
+    func respond(sequence: UInt64, _ response: HTTPResponse) {
+        guard !isClosed else { return }
+        guard let index = slots[slotHead...].firstIndex(where: { $0.sequence == sequence }),
+            slots[index].response == nil
+        else { return }
+        slots[index].response = response
+        var wrote = false
+        while slotHead < slots.count, let ready = slots[slotHead].response {
+            let closing = ready.closeConnection || slots[slotHead].sequence >= closeAfterSequence
+            ready.serialize(into: &output, keepAlive: !closing)
+            slots[slotHead].response = nil
+            slotHead += 1
+            wrote = true
+            if closing {
+                stopReadingRequests = true
+                slots.removeAll()
+                slotHead = 0
+                break
+            }
+        }
+        if slotHead == slots.count {
+            slots.removeAll(keepingCapacity: true)
+            slotHead = 0
+        }
+        if wrote { flush() }
+        guard !isClosed else { return }
+        // Reading may resume now that the pipeline has room.
+        if !stopReadingRequests && parser.bufferedByteCount > 0 { processBufferedRequests() }
+        updatePhase()
+        updateInterest()
+    }
+
+    private func flush() {
+        while outputOffset < output.count {
+            let result: IOResult<Int>
+            do {
+                result = try output.withUnsafeBytes { (p) throws(SystemError) -> IOResult<Int> in
+                    try Posix.send(fd, UnsafeRawBufferPointer(rebasing: p[outputOffset...]))
+                }
+            } catch {
+                close()
+                return
+            }
+            switch result {
+            case .processed(let n):
+                outputOffset += n
+                lastProgress = DispatchTime.now().uptimeNanoseconds
+            case .wouldBlock:
+                updateInterest()
+                return
+            }
+        }
+        output.removeAll(keepingCapacity: output.capacity <= 64 * 1024)
+        outputOffset = 0
+        if stopReadingRequests && outstanding == 0 {
+            beginLingeringClose()
+        } else if peerClosed && outstanding == 0 {
+            close()
+        } else {
+            updateInterest()
+        }
+    }
+
+    /// Half-closes and discards input briefly so the client reads our last response.
+    private func beginLingeringClose() {
+        guard !lingering, !isClosed else { return }
+        if peerClosed {
+            close()
+            return
+        }
+        lingering = true
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        phase = .lingering
+        phaseStarted = DispatchTime.now().uptimeNanoseconds
+        updateInterest()
+    }
+
+    /// Server shutdown: idle connections close now; busy ones finish what they have.
+    func beginDraining() {
+        stopReadingRequests = true
+        if outstanding == 0 && outputOffset == output.count {
+            if parser.hasPartialRequest {
+                enqueueLocal(.error(.serviceUnavailable, "server shutting down", closeConnection: true))
+            } else {
+                close()
+            }
+        }
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        loop.deregister(fd: fd)
+        Glibc.close(fd)
+        slots.removeAll()
+        server.connectionClosed(self, loop: loop)
+    }
+
+    // MARK: - Timeouts
+
+    private func updatePhase() {
+        let newPhase: Phase
+        if lingering {
+            newPhase = .lingering
+        } else if outstanding > 0 || outputOffset < output.count {
+            newPhase = .awaitingResponses
+        } else if parser.isReadingBody {
+            newPhase = .readingBody
+        } else if parser.hasPartialRequest {
+            newPhase = .readingHead
+        } else {
+            newPhase = .idle
+        }
+        if newPhase != phase {
+            phase = newPhase
+            phaseStarted = DispatchTime.now().uptimeNanoseconds
+        }
+    }
+
+    func checkTimeouts(now: UInt64) {
+        guard !isClosed else { return }
+        let config = server.configuration
+        let elapsed = Duration.nanoseconds(Int64(now &- phaseStarted))
+        switch phase {
+        case .idle:
+            if elapsed > config.idleTimeout { close() }
+        case .readingHead:
+            if elapsed > config.headerReadTimeout { timeOut() }
+        case .readingBody:
+            if elapsed > config.bodyReadTimeout { timeOut() }
+        case .awaitingResponses:
+            // The handler owns request deadlines; only a client that stopped reading our
+            // output is cut off here.
+            if outputOffset < output.count && Duration.nanoseconds(Int64(now &- lastProgress)) > config.idleTimeout {
+                close()
+            }
+        case .lingering:
+            if elapsed > .seconds(2) { close() }
+        }
+    }
+
+    private func timeOut() {
+        stopReadingRequests = true
+        enqueueLocal(.error(.requestTimeout, "request not received in time", closeConnection: true))
+    }
+}

