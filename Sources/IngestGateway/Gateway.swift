@@ -81,6 +81,7 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         let producer = try KafkaProducer(
             configuration: kafka,
             logger: logger,
+            reportDriver: .external,
             onDeliveryReports: { [weak self] reports in self?.routeDeliveryReports(reports) },
             onError: { [weak self] error in self?.clientError(error) }
         )
@@ -107,6 +108,12 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
                 context.loop.scheduleRepeating(every: .milliseconds(50)) { context.expireDeadlines() }
             }
         }
+        // Delivery reports are drained on loop 0, inside its epoll batch: no thread hop for
+        // loop 0's requests, one hop per batch for each other loop.
+        let reportLoop = server.loops[0]
+        try reportLoop.queue.sync {
+            try reportLoop.watch(fileDescriptor: producer.eventFileDescriptor) { [unowned producer] in producer.pollEvents() }
+        }
         updateReadiness(producer.probeBroker(timeoutMilliseconds: 2000))
         startReadinessProbe(producer)
         let port = try server.start()
@@ -130,6 +137,7 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         logger.info("gateway stopping")
         await server?.shutdown(deadline: budget)
         readinessTimer?.cancel()
+        // The event loops are stopped now: flush's own polling serves the remaining reports.
         if let producer {
             let remaining = max(Duration.zero, budget - (clock.now - start))
             let ms = Int32(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
@@ -188,7 +196,8 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         if error.isAllBrokersDown { updateReadiness(false) }
     }
 
-    /// Producer queue: split a batch of reports by loop and hand each part over in one hop.
+    /// On loop 0's queue: split a batch of reports by loop, complete loop 0's at once and hand
+    /// each other loop its part in one hop.
     private func routeDeliveryReports(_ reports: [DeliveryReport]) {
         var byLoop = Array(repeating: [DeliveryReport](), count: contexts.count)
         for r in reports {
@@ -197,7 +206,11 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         }
         for (i, batch) in byLoop.enumerated() where !batch.isEmpty {
             let context = contexts[i]
-            context.loop.execute { context.complete(batch) }
+            if i == 0 {
+                context.complete(batch)
+            } else {
+                context.loop.execute { context.complete(batch) }
+            }
         }
     }
 

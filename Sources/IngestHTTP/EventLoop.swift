@@ -81,6 +81,17 @@ public final class EventLoop: @unchecked Sendable {
         timer.resume()
     }
 
+    /// Calls `onReadable` on `queue` whenever `fd` is readable (level-triggered) until
+    /// ``unwatch(fileDescriptor:)``. The caller keeps ownership of `fd`. Must be called on `queue`.
+    public func watch(fileDescriptor fd: Int32, onReadable: @escaping () -> Void) throws(SystemError) {
+        try register(fd: fd, events: CSYS_EPOLLIN, ClosureRegistrant(onReadable))
+    }
+
+    /// Stops watching `fd`. Must be called on `queue`.
+    public func unwatch(fileDescriptor fd: Int32) {
+        deregister(fd: fd)
+    }
+
     func register(fd: Int32, events: UInt32, _ registrant: EpollRegistrant) throws(SystemError) {
         if csys_epoll_ctl(epollFD, CSYS_EPOLL_CTL_ADD, fd, events, UInt64(UInt32(bitPattern: fd))) != 0 {
             throw SystemError(call: "epoll_ctl(ADD)", errno: errno)
@@ -111,4 +122,10 @@ public final class EventLoop: @unchecked Sendable {
             if Int(n) < maxEvents { return }
         }
     }
+}
+
+private final class ClosureRegistrant: EpollRegistrant {
+    let handler: () -> Void
+    init(_ handler: @escaping () -> Void) { self.handler = handler }
+    func handleEvents(_ events: UInt32) { handler() }
 }

@@ -164,6 +164,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         let clock = ContinuousClock()
         let end = clock.now + deadline
+        // Connections answer their last responses (the loops keep running meanwhile).
         while connectionCount > 0 && clock.now < end {
             try? await Task.sleep(for: .milliseconds(20))
         }

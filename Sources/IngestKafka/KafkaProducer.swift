@@ -50,8 +50,8 @@ public final class KafkaProducer: @unchecked Sendable {
     private let handle: OpaquePointer
     private let mainQueue: OpaquePointer
     private let eventFD: Int32
-    private let reportQueue: DispatchQueue
-    private let source: DispatchSourceRead
+    private let reportQueue: DispatchQueue?
+    private let source: DispatchSourceRead?
     /// Topic handles by name, stored as bit patterns (`rd_kafka_topic_t *`), owned until `close()`.
     private let topics = Mutex<[String: UInt]>([:])
     private let logger: Logger
@@ -69,13 +69,25 @@ public final class KafkaProducer: @unchecked Sendable {
         "queue.buffering.max.messages": "200000",
     ]
 
+    /// Who watches the eventfd that signals ready delivery reports.
+    public enum ReportDriver: Sendable {
+        /// The producer watches it with a `DispatchSourceRead` on a private serial queue.
+        case privateQueue
+        /// The owner watches ``eventFileDescriptor`` (e.g. in its own epoll set) and calls
+        /// ``pollEvents()`` when it is readable, from one serial queue at a time. This saves a
+        /// thread hop per batch when the owner's event loop is where the reports are needed.
+        case external
+    }
+
     /// - Parameters:
     ///   - configuration: librdkafka properties; ``durableDefaults`` are applied first and may be overridden.
-    ///   - onDeliveryReports: called on an internal serial queue with each batch of reports.
+    ///   - reportDriver: who watches for ready reports.
+    ///   - onDeliveryReports: called with each batch of reports, on the queue that polls events.
     ///   - onError: called on the same queue for client-level errors (broker down, fatal errors).
     public init(
         configuration: KafkaClientConfiguration,
         logger: Logger,
+        reportDriver: ReportDriver = .privateQueue,
         onDeliveryReports: @escaping DeliveryHandler,
         onError: @escaping ErrorHandler = { _ in }
     ) throws(KafkaError) {
@@ -94,19 +106,31 @@ public final class KafkaProducer: @unchecked Sendable {
         }
         self.handle = handle
         // rd_kafka_queue_get_main returns a new reference that we must rd_kafka_queue_destroy.
-        self.mainQueue = rd_kafka_queue_get_main(handle)
+        let mainQueue = rd_kafka_queue_get_main(handle)!
+        self.mainQueue = mainQueue
         self.eventFD = fd
         self.logger = logger
         self.onDeliveryReports = onDeliveryReports
         self.onError = onError
-        self.reportQueue = DispatchQueue(label: "genesys-ingest.kafka.delivery-reports")
-        self.source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: reportQueue)
         // librdkafka writes this 8-byte payload to the eventfd when the queue turns non-empty.
         var one: UInt64 = 1
         withUnsafeBytes(of: &one) { rd_kafka_queue_io_event_enable(mainQueue, fd, $0.baseAddress, 8) }
-        source.setEventHandler { [unowned self] in self.drainEvents() }
-        source.resume()
+        switch reportDriver {
+        case .privateQueue:
+            let queue = DispatchQueue(label: "genesys-ingest.kafka.delivery-reports")
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            self.reportQueue = queue
+            self.source = source
+        case .external:
+            self.reportQueue = nil
+            self.source = nil
+        }
+        source?.setEventHandler { [unowned self] in self.pollEvents() }
+        source?.resume()
     }
+
+    /// The eventfd that becomes readable when events are ready (for ``ReportDriver/external``).
+    public var eventFileDescriptor: Int32 { eventFD }
 
     deinit {
         close()
@@ -116,8 +140,8 @@ public final class KafkaProducer: @unchecked Sendable {
     /// to wait for outstanding acknowledgements.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        source.cancel()
-        reportQueue.sync {}
+        source?.cancel()
+        reportQueue?.sync {}
         rd_kafka_queue_io_event_enable(mainQueue, -1, nil, 0)
         let topicHandles = topics.withLock { t in
             let all = Array(t.values)
@@ -198,11 +222,20 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Records not yet acknowledged (in the local queue or in flight).
     public var outstandingCount: Int { Int(rd_kafka_outq_len(handle)) }
 
-    /// Waits up to `timeoutMilliseconds` for every outstanding record to be acknowledged.
-    /// Blocking: call it off the event loops. Returns true when nothing is left.
+    /// Waits up to `timeoutMilliseconds` for every outstanding record to be acknowledged,
+    /// serving delivery reports meanwhile. Blocking: call it off the event loops, and only once
+    /// nothing else polls this producer's events. Returns true when nothing is left.
     @discardableResult
     public func flush(timeoutMilliseconds: Int32) -> Bool {
-        rd_kafka_flush(handle, timeoutMilliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, timeoutMilliseconds)) * 1_000_000
+        while true {
+            pollEvents()
+            if rd_kafka_outq_len(handle) == 0 { return true }
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now >= deadline { return false }
+            // With delivery-report events enabled, rd_kafka_flush waits without serving them.
+            _ = rd_kafka_flush(handle, Int32(min(50, (deadline - now) / 1_000_000 + 1)))
+        }
     }
 
     /// Asks a broker for cluster metadata; true when one answered within the timeout.
@@ -231,8 +264,11 @@ public final class KafkaProducer: @unchecked Sendable {
         return OpaquePointer(bitPattern: winner)!
     }
 
-    /// Runs on `reportQueue`: resets the eventfd, then drains every ready event.
-    private func drainEvents() {
+    /// Resets the eventfd, then drains every ready event, delivering reports as one batch.
+    /// With ``ReportDriver/external``, call it when ``eventFileDescriptor`` is readable, from
+    /// one serial queue at a time.
+    public func pollEvents() {
+        guard !closed.load(ordering: .relaxed) else { return }
         var counter: UInt64 = 0
         _ = read(eventFD, &counter, 8)
         var reports: [DeliveryReport] = []

@@ -41,7 +41,9 @@ struct GatewayCommand: AsyncParsableCommand {
         var config: GatewayConfiguration
         do {
             config = try GatewayConfiguration(
-                environment: environment, defaultEventLoops: ProcessInfo.processInfo.activeProcessorCount)
+                environment: environment,
+                // Half the cores: librdkafka's threads and the broker share the machine (README: performance).
+                defaultEventLoops: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
         } catch {
             throw ValidationError("configuration error: \(error.message)")
         }

@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import IngestCore
+import IngestKafka
+import IngestTesting
+
+/// `ingestctl`: operator tool — send signed test events, set up topics, read raw topics.
+@main
+struct IngestCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingestctl",
+        abstract: "Operate GenesysIngest: send signed test events, manage topics, inspect records.",
+        subcommands: [Send.self, Topics.self, Count.self, Tail.self]
+    )
+}
+
+struct BrokerOptions: ParsableArguments {
+    @Option(help: "Kafka bootstrap servers.")
+    var brokers: String = ProcessInfo.processInfo.environment["INGEST_KAFKA_BROKERS"] ?? "127.0.0.1:9092"
+
+    var kafka: KafkaClientConfiguration { KafkaClientConfiguration(bootstrapServers: brokers) }
+}
+
+struct Send: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "POST signed Genesys conversation events (EventBridge envelopes) to a gateway.")
+
+    @Option(help: "Gateway source URL (http only).") var url: String = "http://127.0.0.1:8080/events/genesys"
+    @Option(help: "Auth scheme: \(AuthScheme.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var auth: String = "genesys-hmac"
+    @Option(help: "Secret (or user:password for basic). Defaults to $INGESTCTL_SECRET.")
+    var secret: String?
+    @Option(help: "Header for the api-key scheme.") var apiKeyHeader: String = "X-API-Key"
+    @Option(help: "Number of events.") var count: Int = 1
+    @Option(help: "Events per second (0 = as fast as possible).") var rate: Double = 0
+    @Option(help: "Approximate body size in bytes.") var size: Int = 1500
+    @Option(help: "Send this file's bytes as the body instead of generated events.") var file: String?
+
+    func run() throws {
+        guard let scheme = AuthScheme(rawValue: auth) else { throw ValidationError("unknown auth scheme '\(auth)'") }
+        guard let secret = secret ?? ProcessInfo.processInfo.environment["INGESTCTL_SECRET"] else {
+            throw ValidationError("give --secret or set INGESTCTL_SECRET")
+        }
+        guard let parsed = URLComponents(string: url), parsed.scheme == "http", let host = parsed.host else {
+            throw ValidationError("--url must be an http:// URL")
+        }
+        let port = parsed.port ?? 80
+        let path = parsed.path.isEmpty ? "/" : parsed.path
+        let fixed = try file.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) }
+        let client = try RawHTTPClient(host: host == "localhost" ? "127.0.0.1" : host, port: port)
+        var statuses: [Int: Int] = [:]
+        let start = Date()
+        for i in 0..<count {
+            let body = fixed ?? EventFactory.conversationEvent(targetSize: size)
+            var headers = EventFactory.authHeaders(
+                scheme: scheme, secret: secret, body: body, apiKeyHeader: apiKeyHeader,
+                now: Int64(Date().timeIntervalSince1970))
+            headers.append(("Content-Type", "application/json"))
+            try client.send(RawHTTPClient.request(path: path, headers: headers, body: body))
+            let response = try client.readResponse()
+            statuses[response.status, default: 0] += 1
+            if count == 1 || response.status != 202 { print("\(response.status) \(response.bodyText)") }
+            if rate > 0 {
+                let due = start.addingTimeInterval(Double(i + 1) / rate)
+                let wait = due.timeIntervalSinceNow
+                if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+            }
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        let summary = statuses.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+        print("sent \(count) in \(String(format: "%.2f", elapsed)) s — \(summary)")
+        if statuses.keys.contains(where: { $0 != 202 }) { throw ExitCode(1) }
+    }
+}
+
+struct Topics: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create or describe the raw topics.", subcommands: [Create.self, Describe.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create the raw topics (existing ones are left alone).")
+        @OptionGroup var broker: BrokerOptions
+        @Option(help: "Topic prefix.") var prefix: String = "genesys.raw"
+        @Option(help: "Partitions per topic.") var partitions: Int32 = 6
+        @Option(help: "Replication factor.") var replication: Int32 = 1
+        @Option(help: "Create only this topic (full name) instead of the raw set.") var topic: String?
+
+        func run() throws {
+            let admin = try KafkaAdmin(configuration: broker.kafka)
+            let names = topic.map { [$0] } ?? TopicNaming(prefix: prefix).allTopics
+            let created = try admin.createTopics(
+                names.map { .init(name: $0, partitions: partitions, replicationFactor: replication) })
+            for name in names {
+                print("\(name): \(created.contains(name) ? "created" : "exists") (\(try admin.partitionCount(topic: name)) partitions)")
+            }
+        }
+    }
+
+    struct Describe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show partition counts of the raw topics.")
+        @OptionGroup var broker: BrokerOptions
+        @Option(help: "Topic prefix.") var prefix: String = "genesys.raw"
+
+        func run() throws {
+            let admin = try KafkaAdmin(configuration: broker.kafka)
+            for name in TopicNaming(prefix: prefix).allTopics {
+                print("\(name): \(try admin.partitionCount(topic: name)) partitions")
+            }
+        }
+    }
+}
+
+struct Count: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Count records in topics by consuming them to the end (high-water marks can be wrong).")
+    @OptionGroup var broker: BrokerOptions
+    @Option(name: .customLong("topic"), help: "Topic to count (repeatable).") var topics: [String] = []
+    @Option(help: "Stop after this many milliseconds without a new record.") var idleMs: Int32 = 3000
+    @Flag(help: "Also count distinct values of the ingest-request-id header.") var distinct = false
+
+    func run() throws {
+        let names = topics.isEmpty ? TopicNaming().allTopics : topics
+        let records = try KafkaConsumer.readAll(configuration: broker.kafka, topics: names, idleMilliseconds: idleMs)
+        print(records.count)
+        if distinct {
+            print(Set(records.compactMap { $0.header("ingest-request-id") }).count)
+        }
+    }
+}
+
+struct Tail: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print records of a topic from the beginning.")
+    @OptionGroup var broker: BrokerOptions
+    @Option(help: "Topic to read.") var topic: String = "genesys.raw.conversation"
+    @Option(help: "Stop after this many records.") var limit: Int = 20
+
+    func run() throws {
+        let records = try KafkaConsumer.readAll(configuration: broker.kafka, topics: [topic], idleMilliseconds: 2000)
+        for r in records.prefix(limit) {
+            let key = r.key.map { String(decoding: $0, as: UTF8.self) } ?? "-"
+            let headers = r.headers.map { "\($0.name)=\(String(decoding: $0.value, as: UTF8.self))" }
+            print("\(r.topic)/\(r.partition)@\(r.offset) key=\(key) \(headers.joined(separator: " "))")
+            print(String(decoding: r.value, as: UTF8.self))
+        }
+    }
+}
