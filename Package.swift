@@ -77,14 +77,13 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "IngestCoreTests", dependencies: ["IngestCore"]),
+        .testTarget(name: "IngestCoreTests", dependencies: ["IngestCore"], exclude: []),
         .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(
             name: "IngestGatewayTests",
-            dependencies: ["IngestGateway", "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting"],
-            resources: [.copy("Fixtures")]
+            dependencies: ["IngestGateway", "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting"]
         ),
     ],
     swiftLanguageModes: [.v6]

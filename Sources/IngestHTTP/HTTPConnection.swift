@@ -239,6 +239,7 @@ final class HTTPConnection: EpollRegistrant {
     /// Server shutdown: idle connections close now; busy ones finish what they have.
     func beginDraining() {
         stopReadingRequests = true
+        if outstanding > 0 { closeAfterSequence = min(closeAfterSequence, nextSequence - 1) }
         if outstanding == 0 && outputOffset == output.count {
             if parser.hasPartialRequest {
                 enqueueLocal(.error(.serviceUnavailable, "server shutting down", closeConnection: true))
@@ -296,7 +297,7 @@ final class HTTPConnection: EpollRegistrant {
                 close()
             }
         case .lingering:
-            if elapsed > .seconds(2) { close() }
+            if elapsed > (server.isDraining ? .milliseconds(300) : .seconds(2)) { close() }
         }
     }
 

@@ -21,8 +21,10 @@ public protocol HTTPServerObserver: AnyObject, Sendable {
     func serverResponded(status: HTTPStatus)
 }
 
-/// Answers one request. Confined to ``loop``'s queue.
-public struct HTTPResponder {
+/// Answers one request. It may be passed between threads, but ``respond(_:)`` must be called
+/// on ``loop``'s queue (hop there with `loop.execute`).
+public struct HTTPResponder: @unchecked Sendable {
+    // @unchecked: the connection is confined to `loop.queue`; callers hop there before using it.
     public let loop: EventLoop
     let connection: HTTPConnection
     let sequence: UInt64

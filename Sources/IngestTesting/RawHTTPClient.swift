@@ -51,7 +51,17 @@ public final class RawHTTPClient {
         setTimeout(timeout)
     }
 
-    deinit { Glibc.close(fd) }
+    private var closed = false
+
+    /// Closes the socket now (otherwise it closes when the client is released).
+    public func close() {
+        if !closed {
+            closed = true
+            Glibc.close(fd)
+        }
+    }
+
+    deinit { close() }
 
     public func setTimeout(_ seconds: Double) {
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))

@@ -32,7 +32,8 @@ public struct SourceSecret: Sendable {
     }
 }
 
-extension SourceSecret: CustomStringConvertible {
+extension SourceSecret: CustomStringConvertible, CustomDebugStringConvertible {
+    public var debugDescription: String { description }
     /// Never prints the secret.
     public var description: String { "SourceSecret(id: \(id), <redacted>)" }
 }
