@@ -95,10 +95,14 @@ public final class KafkaProducer: @unchecked Sendable {
         for (k, v) in Self.durableDefaults where configuration.properties[k] == nil {
             configuration.properties[k] = v
         }
+        // librdkafka's own log lines are queued as events too, and go through swift-log.
+        configuration.properties["log.queue"] = "true"
         let conf = try configuration.makeConf()
-        // Delivery reports and errors become events on the main queue (no callbacks, no rd_kafka_poll).
-        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR))
+        // Delivery reports, errors and logs become events on the main queue (no callbacks, no rd_kafka_poll).
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
         let handle = try makeClientHandle(RD_KAFKA_PRODUCER, conf: conf)
+        // NULL: log events go to the main queue.
+        _ = rd_kafka_set_log_queue(handle, nil)
         let fd = eventfd(0, CSYS_EFD_NONBLOCK | CSYS_EFD_CLOEXEC)
         guard fd >= 0 else {
             rd_kafka_destroy(handle)
@@ -294,6 +298,18 @@ public final class KafkaProducer: @unchecked Sendable {
                     metadata: ["kafka.error.code": "\(error.code)", "kafka.error": "\(error.message)"]
                 )
                 onError(error)
+            case Int32(RD_KAFKA_EVENT_LOG):
+                var facility: UnsafePointer<CChar>?
+                var text: UnsafePointer<CChar>?
+                var level: Int32 = 0
+                if rd_kafka_event_log(event, &facility, &text, &level) == 0 {
+                    let message = text.map { String(cString: $0) } ?? ""
+                    let fac = facility.map { String(cString: $0) } ?? ""
+                    // syslog levels 0-2 → error; 3-4 → notice (connection failures also arrive as
+                    // error events, logged at warning above); 5-6 → info; 7 → debug.
+                    let swiftLevel: Logger.Level = level <= 2 ? .error : level <= 4 ? .notice : level <= 6 ? .info : .debug
+                    logger.log(level: swiftLevel, "librdkafka", metadata: ["kafka.facility": "\(fac)", "kafka.log": "\(message)"])
+                }
             default:
                 break
             }
