@@ -30,9 +30,10 @@ public enum IngestHeader {
 /// so the hot path takes no locks. Delivery reports arrive in batches on the producer's queue
 /// and are handed to each loop with one hop per loop per batch.
 public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked Sendable {
-    // @unchecked: `server`, `producer`, `contexts` and `readinessTimer` are written once in
-    // `start()` before any request or report can arrive and only read afterwards; each
-    // LoopContext is confined to its loop's queue; flags are atomics.
+    // @unchecked: `server`, `contexts` and `readinessTimer` are written once in `start()`
+    // before any request or report can arrive and only read afterwards; the current producer
+    // is behind a Mutex (each LoopContext keeps its own confined reference); flags and
+    // counters are atomics; stall tracking is confined to `readinessQueue`.
 
     public let configuration: GatewayConfiguration
     let logger: Logger
@@ -40,7 +41,16 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     private let naming: TopicNaming
     private let sourcesByPath: [String: Int]
     private var server: HTTPServer?
-    private var producer: KafkaProducer?
+    private let producerLock = Mutex<KafkaProducer?>(nil)
+    private var kafkaClient: KafkaClientConfiguration
+    private let producerHealthy = Atomic<Bool>(true)
+    private let stopping = Atomic<Bool>(false)
+    /// Successful acknowledgements and failed deliveries (deadline passed, delivery error), for stall detection.
+    private let acknowledgedCount = Atomic<Int>(0)
+    private let failedCount = Atomic<Int>(0)
+    /// Confined to `readinessQueue`.
+    private var stall = StallTracker()
+    private var consecutiveProbeFailures = 0
     private var contexts: [LoopContext] = []
     private let brokerReachable = Atomic<Bool>(false)
     private var readinessTimer: DispatchSourceTimer?
@@ -63,6 +73,8 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         for (i, s) in configuration.sources.enumerated() { byPath[s.path] = i }
         self.sourcesByPath = byPath
         self.requestIDPrefix = ByteEncoding.encodeHex(SecureRandom.bytes(6))
+        self.kafkaClient = KafkaClientConfiguration(
+            bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties)
     }
 
     /// The bound HTTP port (after ``start()``).
@@ -71,21 +83,19 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     /// Whether the broker answered the latest probe.
     public var isBrokerReachable: Bool { brokerReachable.load(ordering: .relaxed) }
 
+    /// Whether the producer is delivering (not stalled since its last successful acknowledgement).
+    public var isProducerHealthy: Bool { producerHealthy.load(ordering: .relaxed) }
+
+    private var currentProducer: KafkaProducer? { producerLock.withLock { $0 } }
+
     /// Creates the producer, optionally the raw topics, and starts serving.
     /// - Returns: the bound port.
     @discardableResult
     public func start() throws -> Int {
         try LibrdkafkaVersion.check()
-        let kafka = KafkaClientConfiguration(bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties)
-        if configuration.createTopics { ensureTopics(kafka) }
-        let producer = try KafkaProducer(
-            configuration: kafka,
-            logger: logger,
-            reportDriver: .external,
-            onDeliveryReports: { [weak self] reports in self?.routeDeliveryReports(reports) },
-            onError: { [weak self] error in self?.clientError(error) }
-        )
-        self.producer = producer
+        if configuration.createTopics { ensureTopics(kafkaClient) }
+        let producer = try makeProducer()
+        producerLock.withLock { $0 = producer }
         let server = try HTTPServer(
             configuration: HTTPServerConfiguration(
                 host: configuration.host,
@@ -108,14 +118,11 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
                 context.loop.scheduleRepeating(every: .milliseconds(50)) { context.expireDeadlines() }
             }
         }
-        // Delivery reports are drained on loop 0, inside its epoll batch: no thread hop for
-        // loop 0's requests, one hop per batch for each other loop.
-        let reportLoop = server.loops[0]
-        try reportLoop.queue.sync {
-            try reportLoop.watch(fileDescriptor: producer.eventFileDescriptor) { [unowned producer] in producer.pollEvents() }
-        }
-        updateReadiness(producer.probeBroker(timeoutMilliseconds: 2000))
-        startReadinessProbe(producer)
+        try install(producer, replacing: nil)
+        let reachable = producer.probeBroker(timeoutMilliseconds: 2000)
+        consecutiveProbeFailures = reachable ? 0 : 1
+        updateReadiness(reachable)
+        startReadinessProbe()
         let port = try server.start()
         logger.info(
             "gateway started",
@@ -135,10 +142,12 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         let clock = ContinuousClock()
         let start = clock.now
         logger.info("gateway stopping")
+        stopping.store(true, ordering: .relaxed)
         await server?.shutdown(deadline: budget)
         readinessTimer?.cancel()
+        readinessQueue.sync {}  // a producer replacement in progress finishes first
         // The event loops are stopped now: flush's own polling serves the remaining reports.
-        if let producer {
+        if let producer = currentProducer {
             let remaining = max(Duration.zero, budget - (clock.now - start))
             let ms = Int32(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
             let flushed = await withCheckedContinuation { continuation in
@@ -169,17 +178,85 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         }
     }
 
-    private func startReadinessProbe(_ producer: KafkaProducer) {
+    private func startReadinessProbe() {
         let timer = DispatchSource.makeTimerSource(queue: readinessQueue)
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
-        timer.setEventHandler { [weak self, unowned producer] in
-            self?.updateReadiness(producer.probeBroker(timeoutMilliseconds: 900))
-        }
+        timer.setEventHandler { [weak self] in self?.checkHealth() }
         readinessTimer = timer
         timer.resume()
     }
 
-    private func updateReadiness(_ reachable: Bool) {
+    /// On `readinessQueue`, every second: probe the broker and look for a stalled producer —
+    /// deliveries failing with none succeeding for `producerStallMilliseconds` while the broker
+    /// answers (e.g. the cluster lost the idempotent producer's state). A stalled or fatally
+    /// failed producer is replaced; requests meanwhile get 503s and `/readyz` says why.
+    private func checkHealth() {
+        guard !stopping.load(ordering: .relaxed), let producer = currentProducer else { return }
+        let reachable = producer.probeBroker(timeoutMilliseconds: 900)
+        updateReadiness(reachable)
+        let now = DispatchTime.now().uptimeNanoseconds
+        let verdict = stall.observe(
+            acknowledged: acknowledgedCount.load(ordering: .relaxed), failed: failedCount.load(ordering: .relaxed),
+            now: now, threshold: UInt64(configuration.producerStallMilliseconds) * 1_000_000)
+        producerHealthy.store(verdict != .stalled, ordering: .relaxed)
+        if verdict == .stalled && reachable {
+            replaceProducer(reason: "no acknowledgement for \(configuration.producerStallMilliseconds) ms while the broker answers")
+        }
+    }
+
+    private func makeProducer() throws(KafkaError) -> KafkaProducer {
+        try KafkaProducer(
+            configuration: kafkaClient,
+            logger: logger,
+            reportDriver: .external,
+            onDeliveryReports: { [weak self] reports in self?.routeDeliveryReports(reports) },
+            onError: { [weak self] error in self?.clientError(error) }
+        )
+    }
+
+    /// Makes `producer` the one every loop uses. Delivery reports are drained on loop 0, inside
+    /// its epoll batch: no thread hop for loop 0's requests, one hop per batch for each other loop.
+    private func install(_ producer: KafkaProducer, replacing old: KafkaProducer?) throws {
+        let reportLoop = contexts[0].loop
+        try reportLoop.queue.sync {
+            if let old {
+                reportLoop.unwatch(fileDescriptor: old.eventFileDescriptor)
+                // Purged records report failure now; their requests (if still waiting) get 503s.
+                old.purgeOutstanding()
+                old.pollEvents()
+            }
+            try reportLoop.watch(fileDescriptor: producer.eventFileDescriptor) { [unowned producer] in
+                producer.pollEvents()
+            }
+        }
+        for context in contexts {
+            context.loop.queue.sync { context.producer = producer }
+        }
+    }
+
+    /// On `readinessQueue`: swaps in a fresh producer (new producer id) and destroys the old one.
+    private func replaceProducer(reason: String) {
+        guard !stopping.load(ordering: .relaxed), let old = currentProducer else { return }
+        logger.warning("replacing the Kafka producer", metadata: ["reason": "\(reason)"])
+        do {
+            let fresh = try makeProducer()
+            try install(fresh, replacing: old)
+            producerLock.withLock { $0 = fresh }
+            old.close()
+            metrics.producerRestarts.increment()
+            stall = StallTracker()
+            producerHealthy.store(true, ordering: .relaxed)
+        } catch {
+            logger.error("cannot create a new Kafka producer", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Records a probe result (on `readinessQueue`, or during start-up before the timer runs).
+    /// The broker counts as unreachable after two failed probes in a row, so one dropped
+    /// connection (librdkafka reports "all brokers down" while it reconnects) fails no request.
+    private func updateReadiness(_ probeSucceeded: Bool) {
+        consecutiveProbeFailures = probeSucceeded ? 0 : consecutiveProbeFailures + 1
+        let reachable = probeSucceeded || consecutiveProbeFailures < 2
         let was = brokerReachable.exchange(reachable, ordering: .relaxed)
         metrics.brokerUp.record(reachable ? 1 : 0)
         if was != reachable {
@@ -193,17 +270,32 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
 
     private func clientError(_ error: KafkaError) {
         metrics.countBrokerError("client_error")
-        if error.isAllBrokersDown { updateReadiness(false) }
+        if error.isFatal {
+            // librdkafka: a producer that raised a fatal error must be replaced.
+            readinessQueue.async { [weak self] in self?.replaceProducer(reason: "fatal error: \(error.message)") }
+            return
+        }
+        // librdkafka reports "all brokers down" on transient disconnects too: check at once
+        // rather than failing requests on the strength of one event.
+        if error.isAllBrokersDown {
+            readinessQueue.async { [weak self] in
+                guard let self, let producer = self.currentProducer else { return }
+                self.updateReadiness(producer.probeBroker(timeoutMilliseconds: 500))
+            }
+        }
     }
 
     /// On loop 0's queue: split a batch of reports by loop, complete loop 0's at once and hand
     /// each other loop its part in one hop.
     private func routeDeliveryReports(_ reports: [DeliveryReport]) {
         var byLoop = Array(repeating: [DeliveryReport](), count: contexts.count)
+        var acknowledged = 0
         for r in reports {
+            if r.error == nil { acknowledged += 1 }
             let loop = Int(r.token >> 48) - 1
             if loop >= 0 && loop < byLoop.count { byLoop[loop].append(r) }
         }
+        if acknowledged > 0 { acknowledgedCount.add(acknowledged, ordering: .relaxed) }
         for (i, batch) in byLoop.enumerated() where !batch.isEmpty {
             let context = contexts[i]
             if i == 0 {
@@ -229,13 +321,14 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
             guard request.method == "GET" || request.method == "HEAD" else {
                 return respond(responder, .methodNotAllowed(allow: "GET, HEAD"), source: GatewayMetrics.noSource)
             }
-            if isBrokerReachable {
-                respond(responder, .json(.ok, "{\"status\":\"ready\"}"), source: GatewayMetrics.noSource)
-            } else {
+            if !isBrokerReachable || !isProducerHealthy {
+                let reason = isBrokerReachable ? "producer not delivering" : "broker unreachable"
                 respond(
                     responder,
-                    .json(.serviceUnavailable, "{\"status\":\"not ready\",\"reason\":\"broker unreachable\"}"),
+                    .json(.serviceUnavailable, "{\"status\":\"not ready\",\"reason\":\"\(reason)\"}"),
                     source: GatewayMetrics.noSource)
+            } else {
+                respond(responder, .json(.ok, "{\"status\":\"ready\"}"), source: GatewayMetrics.noSource)
             }
         case "/metrics":
             guard request.method == "GET" else {
@@ -266,7 +359,8 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     // MARK: - Accessors for LoopContext
 
     var sources: [SourceConfiguration] { configuration.sources }
-    var kafkaProducer: KafkaProducer? { producer }
+    /// Called by loop contexts when a request's record was not acknowledged in time or failed.
+    func noteDeliveryFailure() { failedCount.add(1, ordering: .relaxed) }
     var envelopeInspector: EnvelopeInspector { inspector }
     func topic(for family: TopicFamily) -> String { naming.topic(for: family) }
 }
@@ -274,5 +368,29 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
 extension HTTPResponse {
     static func methodNotAllowed(allow: String) -> HTTPResponse {
         .error(.methodNotAllowed, "method not allowed", headers: [("Allow", allow)])
+    }
+}
+
+/// Detects a producer that stopped delivering: failures keep coming, no acknowledgement since
+/// the first of them, for longer than a threshold.
+struct StallTracker {
+    enum Verdict { case healthy, suspect, stalled }
+
+    private var lastAcknowledged = 0
+    private var lastFailed = 0
+    private var failingSince: UInt64?
+
+    mutating func observe(acknowledged: Int, failed: Int, now: UInt64, threshold: UInt64) -> Verdict {
+        defer {
+            lastAcknowledged = acknowledged
+            lastFailed = failed
+        }
+        if acknowledged > lastAcknowledged {
+            failingSince = nil
+            return .healthy
+        }
+        if failed > lastFailed && failingSince == nil { failingSince = now }
+        guard let since = failingSince else { return .healthy }
+        return now - since >= threshold ? .stalled : .suspect
     }
 }

@@ -19,6 +19,7 @@ final class GatewayMetrics: Sendable {
     let inFlight: CoreMetrics.Meter
     let heartbeatsDropped: CoreMetrics.Counter
     let brokerUp: CoreMetrics.Gauge
+    let producerRestarts: CoreMetrics.Counter
     private let brokerErrors: [String: CoreMetrics.Counter]
     static let brokerErrorKinds = ["queue_full", "delivery_failed", "deadline_exceeded", "broker_unreachable",
         "client_error"]
@@ -69,6 +70,7 @@ final class GatewayMetrics: Sendable {
         self.inFlight = CoreMetrics.Meter(label: "ingest_requests_in_flight", dimensions: [], factory: factory)
         self.heartbeatsDropped = CoreMetrics.Counter(label: "ingest_heartbeats_dropped_total", dimensions: [], factory: factory)
         self.brokerUp = CoreMetrics.Gauge(label: "ingest_broker_reachable", dimensions: [], factory: factory)
+        self.producerRestarts = CoreMetrics.Counter(label: "ingest_producer_restarts_total", dimensions: [], factory: factory)
         var errors: [String: CoreMetrics.Counter] = [:]
         for kind in Self.brokerErrorKinds {
             errors[kind] = CoreMetrics.Counter(label: "ingest_broker_errors_total", dimensions: [("kind", kind)], factory: factory)

@@ -25,6 +25,8 @@ final class LoopContext: @unchecked Sendable {
     }
 
     let loop: EventLoop
+    /// The producer this loop produces with (replaced by the gateway when one stalls).
+    var producer: KafkaProducer?
     private unowned let gateway: Gateway
     private let authenticators: [RequestAuthenticator]
     private var pending: [UInt64: Pending] = [:]
@@ -97,7 +99,7 @@ final class LoopContext: @unchecked Sendable {
                 responder, .json(.accepted, "{\"status\":\"ignored\",\"reason\":\"heartbeat\",\"requestId\":\"\(requestID)\"}"),
                 source: name, bodyBytes: bodyBytes)
         }
-        guard gateway.isBrokerReachable, let producer = gateway.kafkaProducer else {
+        guard gateway.isBrokerReachable, let producer else {
             gateway.metrics.countBrokerError("broker_unreachable")
             return gateway.respond(responder, unavailable("broker unreachable", requestID), source: name, bodyBytes: bodyBytes)
         }
@@ -142,6 +144,7 @@ final class LoopContext: @unchecked Sendable {
             gateway.metrics.inFlight.decrement()
             let name = gateway.sources[p.source].name
             if let error = report.error {
+                gateway.noteDeliveryFailure()
                 gateway.metrics.countBrokerError("delivery_failed")
                 gateway.logger.warning(
                     "delivery failed", metadata: ["request.id": "\(p.requestID)", "kafka.error": "\(error.message)"])
@@ -171,6 +174,7 @@ final class LoopContext: @unchecked Sendable {
             pending[token] = nil
             gateway.metrics.inFlight.decrement()
             gateway.metrics.countBrokerError("deadline_exceeded")
+            gateway.noteDeliveryFailure()
             gateway.respond(
                 p.responder, unavailable("broker acknowledgement deadline passed", p.requestID),
                 source: gateway.sources[p.source].name, bodyBytes: p.bodyBytes)

@@ -223,6 +223,12 @@ public final class KafkaProducer: @unchecked Sendable {
         try result.get()
     }
 
+    /// Drops every record still queued or in flight; their delivery reports follow with a
+    /// purge error. Used before replacing a producer that can no longer deliver.
+    public func purgeOutstanding() {
+        _ = rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+    }
+
     /// Records not yet acknowledged (in the local queue or in flight).
     public var outstandingCount: Int { Int(rd_kafka_outq_len(handle)) }
 

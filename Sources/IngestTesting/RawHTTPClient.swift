@@ -19,6 +19,10 @@ public struct RawHTTPResponse: Sendable {
 
 public struct RawHTTPClientError: Error, CustomStringConvertible {
     public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 /// A blocking HTTP/1.1 client over a plain TCP socket, for tests and tools: it sends exactly

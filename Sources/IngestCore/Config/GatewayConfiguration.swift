@@ -47,6 +47,9 @@ public struct GatewayConfiguration: Sendable {
     public var retryAfterSeconds: Int = 5
     /// Graceful-shutdown budget: in-flight requests and outstanding acknowledgements.
     public var shutdownTimeoutMilliseconds: Int = 10_000
+    /// A producer whose deliveries fail with none succeeding for this long, while the broker
+    /// answers, is replaced by a new one.
+    public var producerStallMilliseconds: Int = 10_000
     /// Create the raw topics at start-up when missing.
     public var createTopics: Bool = true
     public var topicPartitions: Int = 6
@@ -63,7 +66,7 @@ public struct GatewayConfiguration: Sendable {
         "INGEST_HTTP_HOST", "INGEST_HTTP_PORT", "INGEST_EVENT_LOOPS", "INGEST_MAX_CONNECTIONS",
         "INGEST_MAX_BODY_BYTES", "INGEST_HEADER_TIMEOUT_MS", "INGEST_BODY_TIMEOUT_MS", "INGEST_IDLE_TIMEOUT_MS",
         "INGEST_KAFKA_BROKERS", "INGEST_TOPIC_PREFIX", "INGEST_ACK_DEADLINE_MS", "INGEST_RETRY_AFTER_SECONDS",
-        "INGEST_SHUTDOWN_TIMEOUT_MS", "INGEST_CREATE_TOPICS", "INGEST_TOPIC_PARTITIONS",
+        "INGEST_SHUTDOWN_TIMEOUT_MS", "INGEST_PRODUCER_STALL_MS", "INGEST_CREATE_TOPICS", "INGEST_TOPIC_PARTITIONS",
         "INGEST_TOPIC_REPLICATION", "INGEST_KAFKA_PROPERTIES", "INGEST_SOURCES", "INGEST_LOG_LEVEL",
         "INGEST_LOG_FORMAT",
     ]
@@ -103,6 +106,8 @@ public struct GatewayConfiguration: Sendable {
         retryAfterSeconds = try env.int("INGEST_RETRY_AFTER_SECONDS", default: retryAfterSeconds, range: 0...3600)
         shutdownTimeoutMilliseconds = try env.int(
             "INGEST_SHUTDOWN_TIMEOUT_MS", default: shutdownTimeoutMilliseconds, range: 0...600_000)
+        producerStallMilliseconds = try env.int(
+            "INGEST_PRODUCER_STALL_MS", default: producerStallMilliseconds, range: 1000...600_000)
         createTopics = try env.bool("INGEST_CREATE_TOPICS", default: createTopics)
         topicPartitions = try env.int("INGEST_TOPIC_PARTITIONS", default: topicPartitions, range: 1...10_000)
         topicReplicationFactor = try env.int(
