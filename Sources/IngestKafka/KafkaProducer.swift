@@ -119,6 +119,10 @@ public final class KafkaProducer: @unchecked Sendable {
         // librdkafka writes this 8-byte payload to the eventfd when the queue turns non-empty.
         var one: UInt64 = 1
         withUnsafeBytes(of: &one) { rd_kafka_queue_io_event_enable(mainQueue, fd, $0.baseAddress, 8) }
+        // librdkafka signals only when the queue turns non-empty; events queued before this
+        // point (log lines from rd_kafka_new) would never be signalled, and the queue would
+        // stay stuck. Signal once so the first poll drains them.
+        _ = withUnsafeBytes(of: &one) { write(fd, $0.baseAddress, 8) }
         switch reportDriver {
         case .privateQueue:
             let queue = DispatchQueue(label: "genesys-ingest.kafka.delivery-reports")
