@@ -96,13 +96,14 @@ public final class KafkaProducer: @unchecked Sendable {
             configuration.properties[k] = v
         }
         // librdkafka's own log lines are queued as events too, and go through swift-log.
-        configuration.properties["log.queue"] = "true"
+        let logQueue = (configuration.properties["log.queue"] ?? "true") == "true"
+        configuration.properties["log.queue"] = logQueue ? "true" : "false"
         let conf = try configuration.makeConf()
         // Delivery reports, errors and logs become events on the main queue (no callbacks, no rd_kafka_poll).
         rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
         let handle = try makeClientHandle(RD_KAFKA_PRODUCER, conf: conf)
         // NULL: log events go to the main queue.
-        _ = rd_kafka_set_log_queue(handle, nil)
+        if logQueue { _ = rd_kafka_set_log_queue(handle, nil) }
         let fd = eventfd(0, CSYS_EFD_NONBLOCK | CSYS_EFD_CLOEXEC)
         guard fd >= 0 else {
             rd_kafka_destroy(handle)
