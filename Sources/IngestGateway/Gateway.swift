@@ -74,7 +74,9 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         self.sourcesByPath = byPath
         self.requestIDPrefix = ByteEncoding.encodeHex(SecureRandom.bytes(6))
         self.kafkaClient = KafkaClientConfiguration(
-            bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties)
+            bootstrapServers: configuration.brokers,
+            properties: configuration.kafkaProperties
+        )
     }
 
     /// The bound HTTP port (after ``start()``).
@@ -149,12 +151,19 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         // The event loops are stopped now: flush's own polling serves the remaining reports.
         if let producer = currentProducer {
             let remaining = max(Duration.zero, budget - (clock.now - start))
-            let ms = Int32(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
+            let ms = Int32(
+                remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+            )
             let flushed = await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { continuation.resume(returning: producer.flush(timeoutMilliseconds: max(ms, 100))) }
+                DispatchQueue.global().async {
+                    continuation.resume(returning: producer.flush(timeoutMilliseconds: max(ms, 100)))
+                }
             }
             if !flushed {
-                logger.warning("records still unacknowledged at shutdown", metadata: ["kafka.outstanding": "\(producer.outstandingCount)"])
+                logger.warning(
+                    "records still unacknowledged at shutdown",
+                    metadata: ["kafka.outstanding": "\(producer.outstandingCount)"]
+                )
             }
             producer.close()
         }
@@ -166,15 +175,18 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
             let admin = try KafkaAdmin(configuration: kafka)
             let specs = naming.allTopics.map {
                 KafkaAdmin.TopicSpec(
-                    name: $0, partitions: Int32(configuration.topicPartitions),
-                    replicationFactor: Int32(configuration.topicReplicationFactor))
+                    name: $0,
+                    partitions: Int32(configuration.topicPartitions),
+                    replicationFactor: Int32(configuration.topicReplicationFactor)
+                )
             }
             let created = try admin.createTopics(specs, timeoutMilliseconds: 5000)
             if !created.isEmpty { logger.info("created raw topics", metadata: ["kafka.topics": "\(created)"]) }
         } catch {
             logger.warning(
                 "could not ensure raw topics exist; they will be auto-created if the broker allows it",
-                metadata: ["error": "\(error)"])
+                metadata: ["error": "\(error)"]
+            )
         }
     }
 
@@ -196,11 +208,16 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         updateReadiness(reachable)
         let now = DispatchTime.now().uptimeNanoseconds
         let verdict = stall.observe(
-            acknowledged: acknowledgedCount.load(ordering: .relaxed), failed: failedCount.load(ordering: .relaxed),
-            now: now, threshold: UInt64(configuration.producerStallMilliseconds) * 1_000_000)
+            acknowledged: acknowledgedCount.load(ordering: .relaxed),
+            failed: failedCount.load(ordering: .relaxed),
+            now: now,
+            threshold: UInt64(configuration.producerStallMilliseconds) * 1_000_000
+        )
         producerHealthy.store(verdict != .stalled, ordering: .relaxed)
         if verdict == .stalled && reachable {
-            replaceProducer(reason: "no acknowledgement for \(configuration.producerStallMilliseconds) ms while the broker answers")
+            replaceProducer(
+                reason: "no acknowledgement for \(configuration.producerStallMilliseconds) ms while the broker answers"
+            )
         }
     }
 
@@ -326,7 +343,8 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
                 respond(
                     responder,
                     .json(.serviceUnavailable, "{\"status\":\"not ready\",\"reason\":\"\(reason)\"}"),
-                    source: GatewayMetrics.noSource)
+                    source: GatewayMetrics.noSource
+                )
             } else {
                 respond(responder, .json(.ok, "{\"status\":\"ready\"}"), source: GatewayMetrics.noSource)
             }
@@ -337,11 +355,20 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
             let body = metrics.registry.emitToBuffer()
             respond(
                 responder,
-                HTTPResponse(status: .ok, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: body),
-                source: GatewayMetrics.noSource)
+                HTTPResponse(
+                    status: .ok,
+                    headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                    body: body
+                ),
+                source: GatewayMetrics.noSource
+            )
         default:
             guard let sourceIndex = sourcesByPath[path] else {
-                return respond(responder, .error(.notFound, "no event source at \(path)"), source: GatewayMetrics.noSource)
+                return respond(
+                    responder,
+                    .error(.notFound, "no event source at \(path)"),
+                    source: GatewayMetrics.noSource
+                )
             }
             context.ingest(request, source: sourceIndex, responder: responder)
         }

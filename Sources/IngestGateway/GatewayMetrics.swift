@@ -21,8 +21,10 @@ final class GatewayMetrics: Sendable {
     let brokerUp: CoreMetrics.Gauge
     let producerRestarts: CoreMetrics.Counter
     private let brokerErrors: [String: CoreMetrics.Counter]
-    static let brokerErrorKinds = ["queue_full", "delivery_failed", "deadline_exceeded", "broker_unreachable",
-        "client_error"]
+    static let brokerErrorKinds = [
+        "queue_full", "delivery_failed", "deadline_exceeded", "broker_unreachable",
+        "client_error",
+    ]
 
     init(sources: [String], registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -52,7 +54,10 @@ final class GatewayMetrics: Sendable {
             )
             requests[source] = byStatus
             bytes[source] = CoreMetrics.Counter(
-                label: "ingest_http_request_body_bytes_total", dimensions: [("source", source)], factory: factory)
+                label: "ingest_http_request_body_bytes_total",
+                dimensions: [("source", source)],
+                factory: factory
+            )
             var byReason: [String: CoreMetrics.Counter] = [:]
             for reason in AuthFailure.allReasons {
                 byReason[reason] = CoreMetrics.Counter(
@@ -66,14 +71,30 @@ final class GatewayMetrics: Sendable {
         self.requests = requests
         self.requestBytes = bytes
         self.authFailures = auth
-        self.produceLatency = CoreMetrics.Timer(label: "ingest_produce_ack_latency_seconds", dimensions: [], factory: factory)
+        self.produceLatency = CoreMetrics.Timer(
+            label: "ingest_produce_ack_latency_seconds",
+            dimensions: [],
+            factory: factory
+        )
         self.inFlight = CoreMetrics.Meter(label: "ingest_requests_in_flight", dimensions: [], factory: factory)
-        self.heartbeatsDropped = CoreMetrics.Counter(label: "ingest_heartbeats_dropped_total", dimensions: [], factory: factory)
+        self.heartbeatsDropped = CoreMetrics.Counter(
+            label: "ingest_heartbeats_dropped_total",
+            dimensions: [],
+            factory: factory
+        )
         self.brokerUp = CoreMetrics.Gauge(label: "ingest_broker_reachable", dimensions: [], factory: factory)
-        self.producerRestarts = CoreMetrics.Counter(label: "ingest_producer_restarts_total", dimensions: [], factory: factory)
+        self.producerRestarts = CoreMetrics.Counter(
+            label: "ingest_producer_restarts_total",
+            dimensions: [],
+            factory: factory
+        )
         var errors: [String: CoreMetrics.Counter] = [:]
         for kind in Self.brokerErrorKinds {
-            errors[kind] = CoreMetrics.Counter(label: "ingest_broker_errors_total", dimensions: [("kind", kind)], factory: factory)
+            errors[kind] = CoreMetrics.Counter(
+                label: "ingest_broker_errors_total",
+                dimensions: [("kind", kind)],
+                factory: factory
+            )
         }
         self.brokerErrors = errors
     }

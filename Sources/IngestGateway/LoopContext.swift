@@ -83,12 +83,21 @@ final class LoopContext: @unchecked Sendable {
             gateway.metrics.countAuthFailure(source: name, reason: failure.reason)
             return gateway.respond(
                 responder,
-                .json(.unauthorized, "{\"error\":\(JSONString.quote(failure.message)),\"reason\":\"\(failure.reason)\"}"),
-                source: name)
+                .json(
+                    .unauthorized,
+                    "{\"error\":\(JSONString.quote(failure.message)),\"reason\":\"\(failure.reason)\"}"
+                ),
+                source: name
+            )
         }
         let info: EnvelopeInfo
         do { info = try gateway.envelopeInspector.inspect(request.body) } catch {
-            return gateway.respond(responder, .error(.badRequest, error.description), source: name, bodyBytes: bodyBytes)
+            return gateway.respond(
+                responder,
+                .error(.badRequest, error.description),
+                source: name,
+                bodyBytes: bodyBytes
+            )
         }
         let counter = nextCounter
         nextCounter += 1
@@ -96,12 +105,20 @@ final class LoopContext: @unchecked Sendable {
         if info.isHeartbeat {
             gateway.metrics.heartbeatsDropped.increment()
             return gateway.respond(
-                responder, .json(.accepted, "{\"status\":\"ignored\",\"reason\":\"heartbeat\",\"requestId\":\"\(requestID)\"}"),
-                source: name, bodyBytes: bodyBytes)
+                responder,
+                .json(.accepted, "{\"status\":\"ignored\",\"reason\":\"heartbeat\",\"requestId\":\"\(requestID)\"}"),
+                source: name,
+                bodyBytes: bodyBytes
+            )
         }
         guard gateway.isBrokerReachable, let producer else {
             gateway.metrics.countBrokerError("broker_unreachable")
-            return gateway.respond(responder, unavailable("broker unreachable", requestID), source: name, bodyBytes: bodyBytes)
+            return gateway.respond(
+                responder,
+                unavailable("broker unreachable", requestID),
+                source: name,
+                bodyBytes: bodyBytes
+            )
         }
         var headers = [
             KafkaHeader(name: IngestHeader.contentType, string: request.headers["content-type"] ?? "application/json"),
@@ -110,7 +127,9 @@ final class LoopContext: @unchecked Sendable {
             KafkaHeader(name: IngestHeader.requestID, string: requestID),
             KafkaHeader(name: IngestHeader.keyID, string: keyID),
         ]
-        if let topicName = info.topicName { headers.append(KafkaHeader(name: IngestHeader.topicName, string: topicName)) }
+        if let topicName = info.topicName {
+            headers.append(KafkaHeader(name: IngestHeader.topicName, string: topicName))
+        }
         if let id = info.envelopeID { headers.append(KafkaHeader(name: IngestHeader.eventID, string: id)) }
         let token = tokenBase | counter
         let started = DispatchTime.now().uptimeNanoseconds
@@ -125,13 +144,20 @@ final class LoopContext: @unchecked Sendable {
         } catch {
             gateway.metrics.countBrokerError(error.isQueueFull ? "queue_full" : "client_error")
             gateway.logger.warning(
-                "produce refused", metadata: ["request.id": "\(requestID)", "kafka.error": "\(error.message)"])
+                "produce refused",
+                metadata: ["request.id": "\(requestID)", "kafka.error": "\(error.message)"]
+            )
             let reason = error.isQueueFull ? "producer queue full" : "broker unavailable"
             return gateway.respond(responder, unavailable(reason, requestID), source: name, bodyBytes: bodyBytes)
         }
         pending[token] = Pending(
-            responder: responder, source: index, requestID: requestID, bodyBytes: bodyBytes,
-            startedAt: started, deadline: started + deadlineNanos)
+            responder: responder,
+            source: index,
+            requestID: requestID,
+            bodyBytes: bodyBytes,
+            startedAt: started,
+            deadline: started + deadlineNanos
+        )
         tokenOrder.append(token)
         gateway.metrics.inFlight.increment()
     }
@@ -147,13 +173,23 @@ final class LoopContext: @unchecked Sendable {
                 gateway.noteDeliveryFailure()
                 gateway.metrics.countBrokerError("delivery_failed")
                 gateway.logger.warning(
-                    "delivery failed", metadata: ["request.id": "\(p.requestID)", "kafka.error": "\(error.message)"])
-                gateway.respond(p.responder, unavailable("broker did not acknowledge", p.requestID), source: name, bodyBytes: p.bodyBytes)
+                    "delivery failed",
+                    metadata: ["request.id": "\(p.requestID)", "kafka.error": "\(error.message)"]
+                )
+                gateway.respond(
+                    p.responder,
+                    unavailable("broker did not acknowledge", p.requestID),
+                    source: name,
+                    bodyBytes: p.bodyBytes
+                )
             } else {
                 gateway.metrics.produceLatency.recordNanoseconds(Int64(now &- p.startedAt))
                 gateway.respond(
-                    p.responder, .json(.accepted, "{\"status\":\"accepted\",\"requestId\":\"\(p.requestID)\"}"),
-                    source: name, bodyBytes: p.bodyBytes)
+                    p.responder,
+                    .json(.accepted, "{\"status\":\"accepted\",\"requestId\":\"\(p.requestID)\"}"),
+                    source: name,
+                    bodyBytes: p.bodyBytes
+                )
             }
         }
         compactTokenOrder()
@@ -176,8 +212,11 @@ final class LoopContext: @unchecked Sendable {
             gateway.metrics.countBrokerError("deadline_exceeded")
             gateway.noteDeliveryFailure()
             gateway.respond(
-                p.responder, unavailable("broker acknowledgement deadline passed", p.requestID),
-                source: gateway.sources[p.source].name, bodyBytes: p.bodyBytes)
+                p.responder,
+                unavailable("broker acknowledgement deadline passed", p.requestID),
+                source: gateway.sources[p.source].name,
+                bodyBytes: p.bodyBytes
+            )
         }
         compactTokenOrder()
     }
@@ -197,7 +236,8 @@ final class LoopContext: @unchecked Sendable {
         .json(
             .serviceUnavailable,
             "{\"error\":\(JSONString.quote(reason)),\"requestId\":\"\(requestID)\"}",
-            headers: [("Retry-After", retryAfter)])
+            headers: [("Retry-After", retryAfter)]
+        )
     }
 
     static func wallClock() -> (seconds: Int64, milliseconds: Int64) {

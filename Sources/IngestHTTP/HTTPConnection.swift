@@ -140,7 +140,10 @@ final class HTTPConnection: EpollRegistrant {
                     stopReadingRequests = true
                     closeAfterSequence = min(closeAfterSequence, sequence)
                 }
-                server.handler.handle(request, responder: HTTPResponder(loop: loop, connection: self, sequence: sequence))
+                server.handler.handle(
+                    request,
+                    responder: HTTPResponder(loop: loop, connection: self, sequence: sequence)
+                )
             }
         }
     }

@@ -121,7 +121,11 @@ public final class HTTPServer: @unchecked Sendable {
     /// Binds and starts serving. Returns the bound port (useful with port 0).
     @discardableResult
     public func start() throws(SystemError) -> Int {
-        let (fd, port) = try Posix.listen(host: configuration.host, port: configuration.port, backlog: configuration.backlog)
+        let (fd, port) = try Posix.listen(
+            host: configuration.host,
+            port: configuration.port,
+            backlog: configuration.backlog
+        )
         self.port = port
         for loop in loops {
             loop.start()
@@ -133,7 +137,9 @@ public final class HTTPServer: @unchecked Sendable {
         self.listener = listener
         var failure: SystemError?
         loops[0].queue.sync {
-            do throws(SystemError) { try loops[0].register(fd: fd, events: CSYS_EPOLLIN, listener) } catch { failure = error }
+            do throws(SystemError) { try loops[0].register(fd: fd, events: CSYS_EPOLLIN, listener) } catch {
+                failure = error
+            }
         }
         if let failure { throw failure }
         logger.info("HTTP server listening", metadata: ["http.host": "\(configuration.host)", "http.port": "\(port)"])

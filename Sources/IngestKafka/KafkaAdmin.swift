@@ -33,7 +33,14 @@ public final class KafkaAdmin {
         // Each NewTopic is ours until rd_kafka_NewTopic_destroy_array below.
         defer { newTopics.withUnsafeMutableBufferPointer { rd_kafka_NewTopic_destroy_array($0.baseAddress, $0.count) } }
         for spec in specs {
-            guard let nt = rd_kafka_NewTopic_new(spec.name, spec.partitions, spec.replicationFactor, &errstr, errstr.count)
+            guard
+                let nt = rd_kafka_NewTopic_new(
+                    spec.name,
+                    spec.partitions,
+                    spec.replicationFactor,
+                    &errstr,
+                    errstr.count
+                )
             else {
                 throw KafkaError.configuration("invalid topic \(spec.name): \(errorText(errstr))")
             }
@@ -44,7 +51,9 @@ public final class KafkaAdmin {
         let options = rd_kafka_AdminOptions_new(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS)
         defer { rd_kafka_AdminOptions_destroy(options) }
         _ = rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errstr, errstr.count)
-        newTopics.withUnsafeMutableBufferPointer { rd_kafka_CreateTopics(handle, $0.baseAddress, $0.count, options, queue) }
+        newTopics.withUnsafeMutableBufferPointer {
+            rd_kafka_CreateTopics(handle, $0.baseAddress, $0.count, options, queue)
+        }
         guard let event = rd_kafka_queue_poll(queue, timeoutMilliseconds + 2000) else {
             throw KafkaError.configuration("timed out creating topics")
         }

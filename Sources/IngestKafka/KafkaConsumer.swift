@@ -45,7 +45,11 @@ public final class KafkaConsumer {
         let list = rd_kafka_topic_partition_list_new(16)!
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for topic in topics {
-            let count = try KafkaMetadata.partitionCount(handle: handle, topic: topic, timeoutMilliseconds: timeoutMilliseconds)
+            let count = try KafkaMetadata.partitionCount(
+                handle: handle,
+                topic: topic,
+                timeoutMilliseconds: timeoutMilliseconds
+            )
             for p in 0..<count {
                 let tp = rd_kafka_topic_partition_list_add(list, topic, p)!
                 tp.pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
@@ -129,7 +133,11 @@ public final class KafkaConsumer {
 
 enum KafkaMetadata {
     /// The partition count of `topic` (0 when the broker does not know it).
-    static func partitionCount(handle: OpaquePointer, topic: String, timeoutMilliseconds: Int32) throws(KafkaError)
+    static func partitionCount(
+        handle: OpaquePointer,
+        topic: String,
+        timeoutMilliseconds: Int32
+    ) throws(KafkaError)
         -> Int32
     {
         guard let rkt = rd_kafka_topic_new(handle, topic, nil) else {

@@ -219,11 +219,19 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     /// Convenience for byte arrays.
-    public func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], token: UInt64)
+    public func produce(
+        topic: String,
+        key: [UInt8]?,
+        value: [UInt8],
+        headers: [KafkaHeader],
+        token: UInt64
+    )
         throws(KafkaError)
     {
         let result = value.withUnsafeBytes { v in
-            Result { () throws(KafkaError) in try produce(topic: topic, key: key, value: v, headers: headers, token: token) }
+            Result { () throws(KafkaError) in
+                try produce(topic: topic, key: key, value: v, headers: headers, token: token)
+            }
         }
         try result.get()
     }
@@ -318,8 +326,13 @@ public final class KafkaProducer: @unchecked Sendable {
                     let fac = facility.map { String(cString: $0) } ?? ""
                     // syslog levels 0-2 → error; 3-4 → notice (connection failures also arrive as
                     // error events, logged at warning above); 5-6 → info; 7 → debug.
-                    let swiftLevel: Logger.Level = level <= 2 ? .error : level <= 4 ? .notice : level <= 6 ? .info : .debug
-                    logger.log(level: swiftLevel, "librdkafka", metadata: ["kafka.facility": "\(fac)", "kafka.log": "\(message)"])
+                    let swiftLevel: Logger.Level =
+                        level <= 2 ? .error : level <= 4 ? .notice : level <= 6 ? .info : .debug
+                    logger.log(
+                        level: swiftLevel,
+                        "librdkafka",
+                        metadata: ["kafka.facility": "\(fac)", "kafka.log": "\(message)"]
+                    )
                 }
             default:
                 break

@@ -10,7 +10,12 @@ public final class ChildProcess: @unchecked Sendable {
     public let process: Process
     public let logURL: URL
 
-    public init(executable: String, arguments: [String] = [], environment: [String: String] = [:], logName: String)
+    public init(
+        executable: String,
+        arguments: [String] = [],
+        environment: [String: String] = [:],
+        logName: String
+    )
         throws
     {
         process = Process()
@@ -20,7 +25,8 @@ public final class ChildProcess: @unchecked Sendable {
         for (k, v) in environment { env[k] = v }
         process.environment = env
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "genesys-ingest-\(logName)-\(UUID().uuidString.prefix(8)).log")
+            "genesys-ingest-\(logName)-\(UUID().uuidString.prefix(8)).log"
+        )
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let handle = try FileHandle(forWritingTo: logURL)
         process.standardOutput = handle
@@ -63,7 +69,9 @@ public enum Network {
         addr.sin_port = 0
         inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
         _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &addr) {

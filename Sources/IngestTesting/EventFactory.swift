@@ -72,7 +72,12 @@ public enum EventFactory {
         switch scheme {
         case .genesysHMAC:
             let mac = hmac(secret: secret, body)
-            return [("X-Genesys-Signature", "sha256=" + (base64 ? ByteEncoding.encodeBase64(mac) : ByteEncoding.encodeHex(mac)))]
+            return [
+                (
+                    "X-Genesys-Signature",
+                    "sha256=" + (base64 ? ByteEncoding.encodeBase64(mac) : ByteEncoding.encodeHex(mac))
+                )
+            ]
         case .openMessaging:
             return [("X-Hub-Signature-256", "sha256=" + ByteEncoding.encodeBase64(hmac(secret: secret, body)))]
         case .apiKey:

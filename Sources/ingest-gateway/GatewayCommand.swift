@@ -29,7 +29,9 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         let levelName = logLevel ?? environment.string("INGEST_LOG_LEVEL", default: "info")
         guard let level = Logger.Level(rawValue: levelName) else {
-            throw ValidationError("log level '\(levelName)' is not one of trace, debug, info, notice, warning, error, critical")
+            throw ValidationError(
+                "log level '\(levelName)' is not one of trace, debug, info, notice, warning, error, critical"
+            )
         }
         let formatName = logFormat ?? environment.string("INGEST_LOG_FORMAT", default: "text")
         guard let format = LogFormat(rawValue: formatName) else {
@@ -43,7 +45,8 @@ struct GatewayCommand: AsyncParsableCommand {
             config = try GatewayConfiguration(
                 environment: environment,
                 // Half the cores: librdkafka's threads and the broker share the machine (README: performance).
-                defaultEventLoops: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
+                defaultEventLoops: max(1, ProcessInfo.processInfo.activeProcessorCount / 2)
+            )
         } catch {
             throw ValidationError("configuration error: \(error.message)")
         }

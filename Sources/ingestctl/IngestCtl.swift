@@ -23,7 +23,8 @@ struct BrokerOptions: ParsableArguments {
 
 struct Send: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "POST signed Genesys conversation events (EventBridge envelopes) to a gateway.")
+        abstract: "POST signed Genesys conversation events (EventBridge envelopes) to a gateway."
+    )
 
     @Option(help: "Gateway source URL (http only).") var url: String = "http://127.0.0.1:8080/events/genesys"
     @Option(help: "Auth scheme: \(AuthScheme.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -53,8 +54,12 @@ struct Send: ParsableCommand {
         for i in 0..<count {
             let body = fixed ?? EventFactory.conversationEvent(targetSize: size)
             var headers = EventFactory.authHeaders(
-                scheme: scheme, secret: secret, body: body, apiKeyHeader: apiKeyHeader,
-                now: Int64(Date().timeIntervalSince1970))
+                scheme: scheme,
+                secret: secret,
+                body: body,
+                apiKeyHeader: apiKeyHeader,
+                now: Int64(Date().timeIntervalSince1970)
+            )
             headers.append(("Content-Type", "application/json"))
             try client.send(RawHTTPClient.request(path: path, headers: headers, body: body))
             let response = try client.readResponse()
@@ -75,10 +80,14 @@ struct Send: ParsableCommand {
 
 struct Topics: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Create or describe the raw topics.", subcommands: [Create.self, Describe.self])
+        abstract: "Create or describe the raw topics.",
+        subcommands: [Create.self, Describe.self]
+    )
 
     struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create the raw topics (existing ones are left alone).")
+        static let configuration = CommandConfiguration(
+            abstract: "Create the raw topics (existing ones are left alone)."
+        )
         @OptionGroup var broker: BrokerOptions
         @Option(help: "Topic prefix.") var prefix: String = "genesys.raw"
         @Option(help: "Partitions per topic.") var partitions: Int32 = 6
@@ -89,9 +98,12 @@ struct Topics: ParsableCommand {
             let admin = try KafkaAdmin(configuration: broker.kafka)
             let names = topic.map { [$0] } ?? TopicNaming(prefix: prefix).allTopics
             let created = try admin.createTopics(
-                names.map { .init(name: $0, partitions: partitions, replicationFactor: replication) })
+                names.map { .init(name: $0, partitions: partitions, replicationFactor: replication) }
+            )
             for name in names {
-                print("\(name): \(created.contains(name) ? "created" : "exists") (\(try admin.partitionCount(topic: name)) partitions)")
+                print(
+                    "\(name): \(created.contains(name) ? "created" : "exists") (\(try admin.partitionCount(topic: name)) partitions)"
+                )
             }
         }
     }
@@ -112,7 +124,8 @@ struct Topics: ParsableCommand {
 
 struct Count: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Count records in topics by consuming them to the end (high-water marks can be wrong).")
+        abstract: "Count records in topics by consuming them to the end (high-water marks can be wrong)."
+    )
     @OptionGroup var broker: BrokerOptions
     @Option(name: .customLong("topic"), help: "Topic to count (repeatable).") var topics: [String] = []
     @Option(help: "Stop after this many milliseconds without a new record.") var idleMs: Int32 = 3000

@@ -15,7 +15,9 @@ private func reader(_ values: [String: String], files: [String: String] = [:]) -
 struct ConfigurationTests {
     @Test func defaultsWithOneSecret() throws {
         let config = try GatewayConfiguration(
-            environment: reader(["INGEST_SOURCE_GENESYS_SECRET": "s"]), defaultEventLoops: 3)
+            environment: reader(["INGEST_SOURCE_GENESYS_SECRET": "s"]),
+            defaultEventLoops: 3
+        )
         #expect(config.port == 8080)
         #expect(config.eventLoopCount == 3)
         #expect(config.maxBodyBytes == 512_000)

@@ -33,7 +33,12 @@ struct EnvelopeRoutingTests {
             ),
         ]
     )
-    func eventBridgeFixturesRouteByTopicFamily(file: String, family: TopicFamily, key: String, envelopeID: String)
+    func eventBridgeFixturesRouteByTopicFamily(
+        file: String,
+        family: TopicFamily,
+        key: String,
+        envelopeID: String
+    )
         throws
     {
         let info = try inspector.inspect(try Fixtures.bytes(file))
@@ -51,7 +56,10 @@ struct EnvelopeRoutingTests {
     }
 
     @Test func nonEnvelopeObjectsGoToOtherWithoutKey() throws {
-        for file in ["rest.analytics.conversations.details.query.conversation-element.json", "rest.platform-api.429.response-body.json"] {
+        for file in [
+            "rest.analytics.conversations.details.query.conversation-element.json",
+            "rest.platform-api.429.response-body.json",
+        ] {
             let info = try inspector.inspect(try Fixtures.bytes(file))
             #expect(info.family == .other, "\(file)")
             #expect(info.key == nil, "\(file)")
@@ -60,7 +68,9 @@ struct EnvelopeRoutingTests {
 
     @Test func arraysAreRejected() throws {
         #expect(throws: JSONScanError.notAnObject) {
-            try inspector.inspect(try Fixtures.bytes("websocket.v2.analytics.queues.ID.observations.eventBody-data.fragment2.json"))
+            try inspector.inspect(
+                try Fixtures.bytes("websocket.v2.analytics.queues.ID.observations.eventBody-data.fragment2.json")
+            )
         }
     }
 
@@ -90,15 +100,18 @@ struct EnvelopeRoutingTests {
         #expect(n.key == "q-7")
         #expect(n.envelopeID == nil)
         // Placeholder in the topic name: the id comes from the body.
-        let placeholder = #"{"id":"e1","detail":{"topicName":"v2.detail.events.conversation.{id}.acd.end","eventBody":{"conversationId":"c-42"}}}"#
+        let placeholder =
+            #"{"id":"e1","detail":{"topicName":"v2.detail.events.conversation.{id}.acd.end","eventBody":{"conversationId":"c-42"}}}"#
         #expect(try inspector.inspect(Array(placeholder.utf8)).key == "c-42")
         // Unknown shape: the envelope id is the key.
         #expect(try inspector.inspect(Array(#"{"id":"only-id"}"#.utf8)).key == "only-id")
     }
 
     @Test func jsonValidation() throws {
-        let bad = ["", " ", "[]", "\"s\"", "42", "{", "{\"a\":}", "{\"a\":1,}", "{\"a\" 1}", "{\"a\":tru}",
-            "{\"a\":\"\u{01}\"}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":\"\\x\"}", "{} {}", "{\"a\":[1,]}"]
+        let bad = [
+            "", " ", "[]", "\"s\"", "42", "{", "{\"a\":}", "{\"a\":1,}", "{\"a\" 1}", "{\"a\":tru}",
+            "{\"a\":\"\u{01}\"}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":\"\\x\"}", "{} {}", "{\"a\":[1,]}",
+        ]
         for text in bad {
             #expect(throws: JSONScanError.self, "\(text)") { try inspector.inspect(Array(text.utf8)) }
         }

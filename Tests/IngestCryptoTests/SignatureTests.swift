@@ -22,7 +22,9 @@ private func authenticator(
 private let fixtureBody: [UInt8] = Array(
     try! Data(
         contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/genesys/eventbridge.v2.detail.events.conversation.ID.customer.end.json")))
+            .appendingPathComponent("Fixtures/genesys/eventbridge.v2.detail.events.conversation.ID.customer.end.json")
+    )
+)
 
 // Computed independently with Python's hmac module:
 //   hmac.new(b"genesys-test-secret", body, hashlib.sha256)
@@ -92,9 +94,15 @@ struct SignatureTests {
         tampered[tampered.count / 2] ^= 1
         let ok = HTTPHeaders([("X-Genesys-Signature", "sha256=" + fixtureHex)])
         #expect(auth.verify(headers: ok, body: tampered, nowSeconds: 0) == .failure(.mismatch))
-        #expect(auth.verify(headers: HTTPHeaders(), body: fixtureBody, nowSeconds: 0).failureReason == "missing_credentials")
+        #expect(
+            auth.verify(headers: HTTPHeaders(), body: fixtureBody, nowSeconds: 0).failureReason == "missing_credentials"
+        )
         for bad in [fixtureHex, "sha1=" + fixtureHex, "sha256=zz", "sha256=" + fixtureHex.dropLast(2)] {
-            let r = auth.verify(headers: HTTPHeaders([("X-Genesys-Signature", String(bad))]), body: fixtureBody, nowSeconds: 0)
+            let r = auth.verify(
+                headers: HTTPHeaders([("X-Genesys-Signature", String(bad))]),
+                body: fixtureBody,
+                nowSeconds: 0
+            )
             #expect(r.failureReason == "malformed_credentials", "\(bad)")
         }
         let wrongSecret = authenticator(.genesysHMAC, [("primary", "other")])
@@ -112,22 +120,37 @@ struct SignatureTests {
         let good = HTTPHeaders([("X-Hub-Signature-256", "sha256=" + fixtureBase64)])
         #expect(auth.verify(headers: good, body: fixtureBody, nowSeconds: 0) == .success("primary"))
         let hexForm = HTTPHeaders([("X-Hub-Signature-256", "sha256=" + fixtureHex)])
-        #expect(auth.verify(headers: hexForm, body: fixtureBody, nowSeconds: 0).failureReason == "malformed_credentials")
+        #expect(
+            auth.verify(headers: hexForm, body: fixtureBody, nowSeconds: 0).failureReason == "malformed_credentials"
+        )
     }
 
     @Test func apiKeyAndBasic() {
         let apiKey = authenticator(.apiKey, [("primary", "k-1"), ("secondary", "k-2")], apiKeyHeader: "X-EB-Key")
-        #expect(apiKey.verify(headers: HTTPHeaders([("x-eb-key", "k-2")]), body: [], nowSeconds: 0) == .success("secondary"))
-        #expect(apiKey.verify(headers: HTTPHeaders([("x-eb-key", "k-3")]), body: [], nowSeconds: 0) == .failure(.mismatch))
-        #expect(apiKey.verify(headers: HTTPHeaders([("x-eb-key", "k-")]), body: [], nowSeconds: 0) == .failure(.mismatch))
+        #expect(
+            apiKey.verify(headers: HTTPHeaders([("x-eb-key", "k-2")]), body: [], nowSeconds: 0) == .success("secondary")
+        )
+        #expect(
+            apiKey.verify(headers: HTTPHeaders([("x-eb-key", "k-3")]), body: [], nowSeconds: 0) == .failure(.mismatch)
+        )
+        #expect(
+            apiKey.verify(headers: HTTPHeaders([("x-eb-key", "k-")]), body: [], nowSeconds: 0) == .failure(.mismatch)
+        )
         let basic = authenticator(.basic, [("primary", "eventbridge:pa:ss")])
         let creds = "Basic " + ByteEncoding.encodeBase64(Array("eventbridge:pa:ss".utf8))
-        #expect(basic.verify(headers: HTTPHeaders([("Authorization", creds)]), body: [], nowSeconds: 0) == .success("primary"))
+        #expect(
+            basic.verify(headers: HTTPHeaders([("Authorization", creds)]), body: [], nowSeconds: 0)
+                == .success("primary")
+        )
         let wrong = "Basic " + ByteEncoding.encodeBase64(Array("eventbridge:nope".utf8))
-        #expect(basic.verify(headers: HTTPHeaders([("Authorization", wrong)]), body: [], nowSeconds: 0) == .failure(.mismatch))
+        #expect(
+            basic.verify(headers: HTTPHeaders([("Authorization", wrong)]), body: [], nowSeconds: 0)
+                == .failure(.mismatch)
+        )
         #expect(
             basic.verify(headers: HTTPHeaders([("Authorization", "Bearer x")]), body: [], nowSeconds: 0).failureReason
-                == "malformed_credentials")
+                == "malformed_credentials"
+        )
     }
 
     /// The example from the Standard Webhooks specification.
@@ -147,12 +170,29 @@ struct SignatureTests {
         #expect(auth.verify(headers: headers(good), body: body, nowSeconds: 1_614_265_330) == .success("primary"))
         // Several signatures: one valid is enough.
         let several = "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= " + good
-        #expect(auth.verify(headers: headers(several), body: body, nowSeconds: 1_614_265_330 + 299) == .success("primary"))
+        #expect(
+            auth.verify(headers: headers(several), body: body, nowSeconds: 1_614_265_330 + 299) == .success("primary")
+        )
         // Outside the ±5 minute window, either side.
-        #expect(auth.verify(headers: headers(good), body: body, nowSeconds: 1_614_265_330 + 301) == .failure(.timestampOutOfTolerance))
-        #expect(auth.verify(headers: headers(good), body: body, nowSeconds: 1_614_265_330 - 301) == .failure(.timestampOutOfTolerance))
-        #expect(auth.verify(headers: headers("v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="), body: body, nowSeconds: 1_614_265_330) == .failure(.mismatch))
-        #expect(auth.verify(headers: headers("v2,abc"), body: body, nowSeconds: 1_614_265_330).failureReason == "malformed_credentials")
+        #expect(
+            auth.verify(headers: headers(good), body: body, nowSeconds: 1_614_265_330 + 301)
+                == .failure(.timestampOutOfTolerance)
+        )
+        #expect(
+            auth.verify(headers: headers(good), body: body, nowSeconds: 1_614_265_330 - 301)
+                == .failure(.timestampOutOfTolerance)
+        )
+        #expect(
+            auth.verify(
+                headers: headers("v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="),
+                body: body,
+                nowSeconds: 1_614_265_330
+            ) == .failure(.mismatch)
+        )
+        #expect(
+            auth.verify(headers: headers("v2,abc"), body: body, nowSeconds: 1_614_265_330).failureReason
+                == "malformed_credentials"
+        )
     }
 
     @Test func encodings() {

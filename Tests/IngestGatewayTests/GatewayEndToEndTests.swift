@@ -27,21 +27,36 @@ struct GatewayEndToEndTests {
         }
         // Every Genesys fixture that is a JSON object, through each other scheme.
         let fixtures: [(String, String, String?)] = [
-            ("eventbridge.v2.audits.entitytype.ID.entityid.ID.UserPresence.json", "genesys.raw.audit", "278522be-1683-4877-8257-4164a177be89"),
-            ("eventbridge.v2.detail.events.conversation.ID.customer.end.json", "genesys.raw.conversation", "2f7bf00a-0fc2-4d6a-9b56-92238191433e"),
-            ("eventbridge.v2.detail.events.conversation.ID.customer.start.json", "genesys.raw.conversation", "2f7bf00a-0fc2-4d6a-9b56-92238191433e"),
+            (
+                "eventbridge.v2.audits.entitytype.ID.entityid.ID.UserPresence.json", "genesys.raw.audit",
+                "278522be-1683-4877-8257-4164a177be89"
+            ),
+            (
+                "eventbridge.v2.detail.events.conversation.ID.customer.end.json", "genesys.raw.conversation",
+                "2f7bf00a-0fc2-4d6a-9b56-92238191433e"
+            ),
+            (
+                "eventbridge.v2.detail.events.conversation.ID.customer.start.json", "genesys.raw.conversation",
+                "2f7bf00a-0fc2-4d6a-9b56-92238191433e"
+            ),
             ("rest.analytics.conversations.details.query.conversation-element.json", "genesys.raw.other", nil),
             ("rest.platform-api.429.response-body.json", "genesys.raw.other", nil),
         ]
         let schemes: [(String, AuthScheme, String)] = [
             ("openmsg", .openMessaging, "om-secret"), ("eventbridge", .apiKey, "eb-key"),
-            ("basic", .basic, "eventbridge:pw"), ("webhooks", .standardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("basic", .basic, "eventbridge:pw"),
+            ("webhooks", .standardWebhooks, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         ]
         for (file, topic, key) in fixtures {
             for (source, scheme, secret) in schemes {
                 let body = try Fixtures.bytes(file)
                 let headers = EventFactory.authHeaders(
-                    scheme: scheme, secret: secret, body: body, apiKeyHeader: "X-EB-Key", now: nowSeconds())
+                    scheme: scheme,
+                    secret: secret,
+                    body: body,
+                    apiKeyHeader: "X-EB-Key",
+                    now: nowSeconds()
+                )
                 let r = try gateway.post(path: "/events/\(source)", body: body, headers: headers)
                 #expect(r.status == 202, "\(file) via \(source): \(r.bodyText)")
                 if let id = r.requestID { expected[id] = (body, key ?? "", topic, source, "primary") }
@@ -93,7 +108,11 @@ struct GatewayEndToEndTests {
         }
         // Replayed standard-webhooks message outside the window.
         let old = EventFactory.authHeaders(
-            scheme: .standardWebhooks, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body: body, now: nowSeconds() - 600)
+            scheme: .standardWebhooks,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            body: body,
+            now: nowSeconds() - 600
+        )
         #expect(try gateway.post(path: "/events/webhooks", body: body, headers: old).status == 401)
         // Not a JSON object: 400 even when correctly signed.
         for text in ["[1,2]", "{\"a\":", "hello"] {
@@ -107,12 +126,19 @@ struct GatewayEndToEndTests {
         let wrongMethod = try gateway.post(body: [], headers: good, method: "PUT")
         #expect(wrongMethod.status == 405)
         #expect(wrongMethod.header("Allow") == "POST")
-        #expect(try gateway.post(path: "/healthz", body: [], headers: [], method: "POST").header("Allow") == "GET, HEAD")
+        #expect(
+            try gateway.post(path: "/healthz", body: [], headers: [], method: "POST").header("Allow") == "GET, HEAD"
+        )
         // A heartbeat is acknowledged and dropped.
         let heartbeat = try Fixtures.bytes("websocket.channel.metadata.heartbeat.json")
         let hb = try gateway.post(
             body: heartbeat,
-            headers: EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: heartbeat))
+            headers: EventFactory.authHeaders(
+                scheme: .genesysHMAC,
+                secret: GatewayProcess.secrets.primary,
+                body: heartbeat
+            )
+        )
         #expect(hb.status == 202)
         #expect(hb.bodyText.contains("heartbeat"))
 
@@ -133,12 +159,19 @@ struct GatewayEndToEndTests {
     @Test func brokerDownAnswers503ThenRecovers() async throws {
         let broker = try TansuBroker()
         let gateway = try GatewayProcess(
-            brokers: broker.bootstrap, environment: ["INGEST_ACK_DEADLINE_MS": "1000", "INGEST_PRODUCER_STALL_MS": "3000"])
+            brokers: broker.bootstrap,
+            environment: ["INGEST_ACK_DEADLINE_MS": "1000", "INGEST_PRODUCER_STALL_MS": "3000"]
+        )
         func send() throws -> RawHTTPResponse {
             let body = EventFactory.conversationEvent()
             return try gateway.post(
                 body: body,
-                headers: EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body))
+                headers: EventFactory.authHeaders(
+                    scheme: .genesysHMAC,
+                    secret: GatewayProcess.secrets.primary,
+                    body: body
+                )
+            )
         }
         #expect(try send().status == 202)
         #expect(try gateway.get("/readyz").status == 200)
@@ -204,9 +237,11 @@ struct GatewayEndToEndTests {
         let compose = try String(
             contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("docker-compose.yml"),
-            encoding: .utf8)
+            encoding: .utf8
+        )
         let names = Set(
-            compose.matches(of: /(INGEST_[A-Z0-9_]+)/).map { String($0.output.1) })
+            compose.matches(of: /(INGEST_[A-Z0-9_]+)/).map { String($0.output.1) }
+        )
         #expect(!names.isEmpty)
         let known = Set(GatewayConfiguration.variableNames)
         let sourceNames = ["GENESYS", "EVENTBRIDGE", "OPENMSG"]
@@ -214,7 +249,10 @@ struct GatewayEndToEndTests {
             let isSource = sourceNames.contains { source in
                 GatewayConfiguration.sourceVariableSuffixes.contains { name == "INGEST_SOURCE_\(source)_\($0)" }
             }
-            #expect(known.contains(name) || isSource, "docker-compose.yml sets \(name), which the gateway does not read")
+            #expect(
+                known.contains(name) || isSource,
+                "docker-compose.yml sets \(name), which the gateway does not read"
+            )
         }
     }
 }
@@ -231,7 +269,8 @@ func eventually(seconds: Double = 10, _ condition: () throws -> Bool) async thro
 
 /// Posts signed events from `clients` keep-alive connections (one thread each) for `seconds`,
 /// calls `interrupt` halfway, and returns the request ids that were answered 202.
-func runLoad(port: Int, clients: Int, seconds: Double, interrupt: @escaping @Sendable () -> Void) throws -> Set<String> {
+func runLoad(port: Int, clients: Int, seconds: Double, interrupt: @escaping @Sendable () -> Void) throws -> Set<String>
+{
     let acknowledged = Mutex<Set<String>>([])
     let stop = Atomic<Bool>(false)
     let signed = (0..<200).map { _ -> [UInt8] in
@@ -239,7 +278,8 @@ func runLoad(port: Int, clients: Int, seconds: Double, interrupt: @escaping @Sen
         return RawHTTPClient.request(
             path: "/events/genesys",
             headers: EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body),
-            body: body)
+            body: body
+        )
     }
     let group = DispatchGroup()
     for c in 0..<clients {

@@ -79,12 +79,19 @@ extension RawHTTPResponse {
     }
 }
 
-func readRecords(_ broker: TansuBroker, topics: [String] = TopicNaming().allTopics, expected: Int? = nil)
+func readRecords(
+    _ broker: TansuBroker,
+    topics: [String] = TopicNaming().allTopics,
+    expected: Int? = nil
+)
     throws -> [KafkaRecord]
 {
     try KafkaConsumer.readAll(
-        configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap), topics: topics,
-        expected: expected, idleMilliseconds: 4000)
+        configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap),
+        topics: topics,
+        expected: expected,
+        idleMilliseconds: 4000
+    )
 }
 
 /// Genesys fixtures (Tests/Fixtures/genesys).

@@ -22,12 +22,18 @@ private final class EchoHandler: HTTPRequestHandler {
     }
 }
 
+/// A loopback configuration on port 0 with two event loops, adjusted by `modify`.
+private func testConfiguration(_ modify: (inout HTTPServerConfiguration) -> Void = { _ in }) -> HTTPServerConfiguration
+{
+    var config = HTTPServerConfiguration(host: "127.0.0.1", port: 0, eventLoopCount: 2)
+    modify(&config)
+    return config
+}
+
 private func withServer(
-    _ configure: (inout HTTPServerConfiguration) -> Void = { _ in },
+    _ config: HTTPServerConfiguration = testConfiguration(),
     _ body: (HTTPServer) async throws -> Void
 ) async throws {
-    var config = HTTPServerConfiguration(host: "127.0.0.1", port: 0, eventLoopCount: 2)
-    configure(&config)
     let server = try HTTPServer(configuration: config, handler: EchoHandler(), logger: Logger(label: "test"))
     try server.start()
     do {
@@ -63,7 +69,9 @@ struct HTTPServerTests {
             let client = try RawHTTPClient(port: server.port)
             // The slow request is answered last by the handler but must be written first.
             try client.send(
-                get("/slow?ms=200") + RawHTTPClient.request(path: "/echo", body: Array("fast".utf8)) + get("/slow?ms=50"))
+                get("/slow?ms=200") + RawHTTPClient.request(path: "/echo", body: Array("fast".utf8))
+                    + get("/slow?ms=50")
+            )
             #expect(try client.readResponse().bodyText == "slow")
             #expect(try client.readResponse().bodyText == "fast")
             #expect(try client.readResponse().bodyText == "slow")
@@ -74,7 +82,8 @@ struct HTTPServerTests {
         try await withServer { server in
             let client = try RawHTTPClient(port: server.port)
             try client.send(
-                "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n")
+                "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"
+            )
             let r = try client.readResponse()
             #expect(r.status == 200)
             #expect(r.bodyText == "Wikipedia")
@@ -87,7 +96,8 @@ struct HTTPServerTests {
             // CL.TE: a front end honouring Content-Length would see one request; we refuse both.
             try client.send(
                 "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-                    + "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+                    + "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
             let r = try client.readResponse()
             #expect(r.status == 400)
             #expect(r.header("Connection") == "close")
@@ -101,7 +111,8 @@ struct HTTPServerTests {
     }
 
     @Test func limitsAnswerWithTheRightStatus() async throws {
-        try await withServer({ $0.limits = .init(maxHeaderBytes: 16 * 1024, maxBodyBytes: 1000) }) { server in
+        let config = testConfiguration { $0.limits = .init(maxHeaderBytes: 16 * 1024, maxBodyBytes: 1000) }
+        try await withServer(config) { server in
             let c1 = try RawHTTPClient(port: server.port)
             try c1.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 17_000) + "\r\n\r\n")
             #expect(try c1.readResponse().status == 431)
@@ -116,10 +127,11 @@ struct HTTPServerTests {
     }
 
     @Test func slowClientsGet408AndAreDisconnected() async throws {
-        try await withServer({
+        let config = testConfiguration {
             $0.headerReadTimeout = .milliseconds(300)
             $0.bodyReadTimeout = .milliseconds(300)
-        }) { server in
+        }
+        try await withServer(config) { server in
             // Slowloris: a byte at a time never completes the head in time.
             let c1 = try RawHTTPClient(port: server.port)
             let start = Date()
@@ -139,7 +151,8 @@ struct HTTPServerTests {
     }
 
     @Test func idleKeepAliveConnectionsAreClosedQuietly() async throws {
-        try await withServer({ $0.idleTimeout = .milliseconds(300) }) { server in
+        let config = testConfiguration { $0.idleTimeout = .milliseconds(300) }
+        try await withServer(config) { server in
             let client = try RawHTTPClient(port: server.port)
             try client.send(get("/echo"))
             #expect(try client.readResponse().status == 200)
@@ -150,7 +163,8 @@ struct HTTPServerTests {
     }
 
     @Test func connectionCapAnswers503() async throws {
-        try await withServer({ $0.maxConnections = 2 }) { server in
+        let config = testConfiguration { $0.maxConnections = 2 }
+        try await withServer(config) { server in
             let a = try RawHTTPClient(port: server.port)
             let b = try RawHTTPClient(port: server.port)
             try a.send(get("/echo"))
@@ -210,7 +224,9 @@ struct HTTPServerTests {
     @Test func shutdownFinishesInFlightRequestsAndRefusesNewConnections() async throws {
         let server = try HTTPServer(
             configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, eventLoopCount: 1),
-            handler: EchoHandler(), logger: Logger(label: "test"))
+            handler: EchoHandler(),
+            logger: Logger(label: "test")
+        )
         let port = try server.start()
         let client = try RawHTTPClient(port: port)
         try client.send(get("/slow?ms=300"))

@@ -44,13 +44,22 @@ struct KafkaClientTests {
     @Test func producesWithHeadersOnTheMockCluster() async throws {
         let collector = ReportCollector()
         let config = KafkaClientConfiguration(
-            bootstrapServers: "", properties: ["test.mock.num.brokers": "1", "bootstrap.servers": ""])
+            bootstrapServers: "",
+            properties: ["test.mock.num.brokers": "1", "bootstrap.servers": ""]
+        )
         let producer = try KafkaProducer(
-            configuration: config, logger: Logger(label: "t"), onDeliveryReports: { collector.add($0) })
+            configuration: config,
+            logger: Logger(label: "t"),
+            onDeliveryReports: { collector.add($0) }
+        )
         for i in 1...50 {
             try producer.produce(
-                topic: "mock-topic", key: Array("k\(i % 3)".utf8), value: Array("v\(i)".utf8),
-                headers: [KafkaHeader(name: "h", string: "\(i)")], token: UInt64(i))
+                topic: "mock-topic",
+                key: Array("k\(i % 3)".utf8),
+                value: Array("v\(i)".utf8),
+                headers: [KafkaHeader(name: "h", string: "\(i)")],
+                token: UInt64(i)
+            )
         }
         let reports = await collector.wait(for: 50)
         #expect(reports.count == 50)
@@ -70,13 +79,19 @@ struct KafkaClientTests {
 
         let collector = ReportCollector()
         let producer = try KafkaProducer(
-            configuration: kafka, logger: Logger(label: "t"), onDeliveryReports: { collector.add($0) })
+            configuration: kafka,
+            logger: Logger(label: "t"),
+            onDeliveryReports: { collector.add($0) }
+        )
         let binary: [UInt8] = [0, 1, 2, 255, 10, 13]
         for i in 1...30 {
             try producer.produce(
-                topic: "roundtrip", key: Array("key-\(i % 4)".utf8), value: Array("value-\(i)".utf8) + binary,
+                topic: "roundtrip",
+                key: Array("key-\(i % 4)".utf8),
+                value: Array("value-\(i)".utf8) + binary,
                 headers: [KafkaHeader(name: "n", string: "\(i)"), KafkaHeader(name: "empty", value: [])],
-                token: UInt64(i))
+                token: UInt64(i)
+            )
         }
         let reports = await collector.wait(for: 30)
         #expect(reports.count == 30 && reports.allSatisfy { $0.error == nil })
@@ -98,7 +113,9 @@ struct KafkaClientTests {
     @Test func unreachableBrokerFailsTheProbe() throws {
         let producer = try KafkaProducer(
             configuration: KafkaClientConfiguration(bootstrapServers: "127.0.0.1:\(Network.freePort())"),
-            logger: Logger(label: "t"), onDeliveryReports: { _ in })
+            logger: Logger(label: "t"),
+            onDeliveryReports: { _ in }
+        )
         #expect(!producer.probeBroker(timeoutMilliseconds: 500))
         producer.close()
     }

@@ -64,8 +64,10 @@ public enum AuthFailure: Error, Equatable, Sendable {
         }
     }
 
-    public static let allReasons = ["missing_credentials", "malformed_credentials", "signature_mismatch",
-        "timestamp_out_of_tolerance"]
+    public static let allReasons = [
+        "missing_credentials", "malformed_credentials", "signature_mismatch",
+        "timestamp_out_of_tolerance",
+    ]
 }
 
 /// HMAC-SHA256 keyed with one secret. Implementations are not thread-safe; keep one per event loop.
@@ -157,7 +159,10 @@ public final class RequestAuthenticator {
                 if let sig = ByteEncoding.decodeBase64(pieces[1]), sig.count == 32 { given.append(sig) }
             }
             if given.isEmpty { return .failure(.malformedCredentials("webhook-signature")) }
-            return matchHMAC(given: given, parts: [Array(id.utf8), [UInt8(ascii: ".")], Array(ts.utf8), [UInt8(ascii: ".")], body])
+            return matchHMAC(
+                given: given,
+                parts: [Array(id.utf8), [UInt8(ascii: ".")], Array(ts.utf8), [UInt8(ascii: ".")], body]
+            )
         }
     }
 

@@ -32,7 +32,11 @@ public struct EnvironmentReader: Sendable {
         string(name) ?? value
     }
 
-    public func int(_ name: String, default value: Int, range: ClosedRange<Int> = 0...Int.max) throws(ConfigurationError)
+    public func int(
+        _ name: String,
+        default value: Int,
+        range: ClosedRange<Int> = 0...Int.max
+    ) throws(ConfigurationError)
         -> Int
     {
         guard let text = string(name) else { return value }

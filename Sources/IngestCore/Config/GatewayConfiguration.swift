@@ -94,24 +94,45 @@ public struct GatewayConfiguration: Sendable {
         maxConnections = try env.int("INGEST_MAX_CONNECTIONS", default: maxConnections, range: 1...1_000_000)
         maxBodyBytes = try env.int("INGEST_MAX_BODY_BYTES", default: maxBodyBytes, range: 1...64 * 1024 * 1024)
         headerReadTimeoutMilliseconds = try env.int(
-            "INGEST_HEADER_TIMEOUT_MS", default: headerReadTimeoutMilliseconds, range: 1...3_600_000)
+            "INGEST_HEADER_TIMEOUT_MS",
+            default: headerReadTimeoutMilliseconds,
+            range: 1...3_600_000
+        )
         bodyReadTimeoutMilliseconds = try env.int(
-            "INGEST_BODY_TIMEOUT_MS", default: bodyReadTimeoutMilliseconds, range: 1...3_600_000)
+            "INGEST_BODY_TIMEOUT_MS",
+            default: bodyReadTimeoutMilliseconds,
+            range: 1...3_600_000
+        )
         idleTimeoutMilliseconds = try env.int(
-            "INGEST_IDLE_TIMEOUT_MS", default: idleTimeoutMilliseconds, range: 1...3_600_000)
+            "INGEST_IDLE_TIMEOUT_MS",
+            default: idleTimeoutMilliseconds,
+            range: 1...3_600_000
+        )
         brokers = env.string("INGEST_KAFKA_BROKERS", default: brokers)
         topicPrefix = env.string("INGEST_TOPIC_PREFIX", default: topicPrefix)
         ackDeadlineMilliseconds = try env.int(
-            "INGEST_ACK_DEADLINE_MS", default: ackDeadlineMilliseconds, range: 1...600_000)
+            "INGEST_ACK_DEADLINE_MS",
+            default: ackDeadlineMilliseconds,
+            range: 1...600_000
+        )
         retryAfterSeconds = try env.int("INGEST_RETRY_AFTER_SECONDS", default: retryAfterSeconds, range: 0...3600)
         shutdownTimeoutMilliseconds = try env.int(
-            "INGEST_SHUTDOWN_TIMEOUT_MS", default: shutdownTimeoutMilliseconds, range: 0...600_000)
+            "INGEST_SHUTDOWN_TIMEOUT_MS",
+            default: shutdownTimeoutMilliseconds,
+            range: 0...600_000
+        )
         producerStallMilliseconds = try env.int(
-            "INGEST_PRODUCER_STALL_MS", default: producerStallMilliseconds, range: 1000...600_000)
+            "INGEST_PRODUCER_STALL_MS",
+            default: producerStallMilliseconds,
+            range: 1000...600_000
+        )
         createTopics = try env.bool("INGEST_CREATE_TOPICS", default: createTopics)
         topicPartitions = try env.int("INGEST_TOPIC_PARTITIONS", default: topicPartitions, range: 1...10_000)
         topicReplicationFactor = try env.int(
-            "INGEST_TOPIC_REPLICATION", default: topicReplicationFactor, range: 1...32)
+            "INGEST_TOPIC_REPLICATION",
+            default: topicReplicationFactor,
+            range: 1...32
+        )
         kafkaProperties = try Self.parseProperties(env.string("INGEST_KAFKA_PROPERTIES") ?? "")
 
         let names = (env.string("INGEST_SOURCES") ?? "genesys").split(separator: ",").map {
@@ -125,7 +146,10 @@ public struct GatewayConfiguration: Sendable {
         try validate()
     }
 
-    private static func readSource(name: String, env: EnvironmentReader) throws(ConfigurationError)
+    private static func readSource(
+        name: String,
+        env: EnvironmentReader
+    ) throws(ConfigurationError)
         -> SourceConfiguration
     {
         let p = sourceVariablePrefix(name)
@@ -144,7 +168,8 @@ public struct GatewayConfiguration: Sendable {
         if secrets.isEmpty {
             throw ConfigurationError(
                 "source '\(name)' has no secret: set \(p)SECRET or \(p)SECRET_FILE"
-                    + (scheme == .basic ? " (as user:password)" : ""))
+                    + (scheme == .basic ? " (as user:password)" : "")
+            )
         }
         if scheme == .basic, let bad = secrets.first(where: { !$0.bytes.contains(UInt8(ascii: ":")) }) {
             throw ConfigurationError("source '\(name)' secret '\(bad.id)' must be user:password for basic auth")
