@@ -21,6 +21,7 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "CSystemShims"),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Pure core: HTTP/1.1 parsing, envelope inspection and routing, signature schemes,
         // configuration. No I/O.
@@ -31,6 +32,19 @@ let package = Package(
         .target(
             name: "IngestKafka",
             dependencies: ["CRdKafka", "CSystemShims", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The only importer of SQLite (and, later, libpq): idempotency stores.
+        .target(name: "IngestStore", dependencies: ["CSQLite"]),
+        // The worker runtime: consumer groups, idempotency, retries, dead letters.
+        .target(
+            name: "IngestWorker",
+            dependencies: [
+                "IngestCore", "IngestKafka", "IngestStore", "IngestHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // Dispatch event loops over epoll, listener, connections.
         .target(
@@ -63,7 +77,8 @@ let package = Package(
         .executableTarget(
             name: "ingest-worker",
             dependencies: [
-                "IngestKafka", "IngestLogging",
+                "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,24 +1,64 @@
 import ArgumentParser
+import Foundation
+import IngestCore
 import IngestKafka
 import IngestLogging
+import IngestWorker
 import Logging
+import ServiceLifecycle
 
-/// `ingest-worker`: placeholder until the worker runtime lands (issue 3). It checks that the
-/// librdkafka in use is the one it was built against, reports, and exits cleanly.
+/// `ingest-worker`: parse configuration, bootstrap logging and metrics, run the worker until
+/// SIGTERM/SIGINT (finish the batch in hand, store offsets, leave the group).
 @main
-struct WorkerCommand: ParsableCommand {
+struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingest-worker",
-        abstract: "Consumes raw Genesys events from Kafka and runs the workers (not implemented yet)."
+        abstract: "Consumes raw Genesys events from Kafka and runs handlers with idempotency, retries and dead letters.",
+        discussion: "Configuration comes from INGEST_* environment variables (see README.md); flags override them."
     )
 
-    func run() throws {
-        LoggingBootstrap.bootstrap(format: .text, level: .info)
+    @Option(help: "Kafka bootstrap servers (INGEST_KAFKA_BROKERS).") var brokers: String?
+    @Option(help: "Consumer group (INGEST_WORKER_GROUP).") var group: String?
+    @Option(help: "Comma-separated handlers (INGEST_WORKER_HANDLERS): noop, record.") var handlers: String?
+    @Option(help: "Idempotency store: sqlite:<path> (INGEST_STORE_URL).") var store: String?
+    @Option(help: "Port for /healthz, /readyz, /metrics (INGEST_WORKER_HTTP_PORT).") var httpPort: Int?
+    @Option(help: "Log level (INGEST_LOG_LEVEL).") var logLevel: String?
+    @Option(help: "Log format: text or json (INGEST_LOG_FORMAT).") var logFormat: String?
+
+    func run() async throws {
+        var env = ProcessInfo.processInfo.environment
+        if let brokers { env["INGEST_KAFKA_BROKERS"] = brokers }
+        if let group { env["INGEST_WORKER_GROUP"] = group }
+        if let handlers { env["INGEST_WORKER_HANDLERS"] = handlers }
+        if let store { env["INGEST_STORE_URL"] = store }
+        if let httpPort { env["INGEST_WORKER_HTTP_PORT"] = String(httpPort) }
+        let environment = EnvironmentReader(env) { path in Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+        let levelName = logLevel ?? environment.string("INGEST_LOG_LEVEL", default: "info")
+        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("unknown log level '\(levelName)'") }
+        guard let format = LogFormat(rawValue: logFormat ?? environment.string("INGEST_LOG_FORMAT", default: "text")) else {
+            throw ValidationError("log format must be text or json")
+        }
+        LoggingBootstrap.bootstrap(format: format, level: level)
         let logger = Logger(label: "ingest-worker")
         try LibrdkafkaVersion.check()
-        logger.notice(
-            "ingest-worker has no handlers yet; exiting",
-            metadata: ["librdkafka.version": "\(LibrdkafkaVersion.runtime)"]
-        )
+
+        let config: WorkerConfiguration
+        do {
+            config = try WorkerConfiguration(
+                environment: environment,
+                defaultWorkerID: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
+        } catch {
+            throw ValidationError("configuration error: \(error.message)")
+        }
+        let store = try WorkerService.openStore(config.storeURL)
+        let handlers = WorkerService.makeHandlers(config)
+        let runtime = try WorkerRuntime(
+            configuration: config, handlers: handlers, store: store, logger: logger,
+            metrics: WorkerMetrics(handlers: handlers.map(\.name)))
+        let service = WorkerService(runtime: runtime, configuration: config, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 }

@@ -186,12 +186,14 @@ public struct GatewayConfiguration: Sendable {
     }
 
     /// `key=value,key=value` → dictionary.
-    static func parseProperties(_ text: String) throws(ConfigurationError) -> [String: String] {
+    static func parseProperties(_ text: String, variable: String = "INGEST_KAFKA_PROPERTIES") throws(ConfigurationError)
+        -> [String: String]
+    {
         var out: [String: String] = [:]
         for pair in text.split(separator: ",") {
             let kv = pair.split(separator: "=", maxSplits: 1)
             guard kv.count == 2 else {
-                throw ConfigurationError("INGEST_KAFKA_PROPERTIES entry '\(pair)' is not key=value")
+                throw ConfigurationError("\(variable) entry '\(pair)' is not key=value")
             }
             out[kv[0].trimmingASCIIWhitespace()] = kv[1].trimmingASCIIWhitespace()
         }

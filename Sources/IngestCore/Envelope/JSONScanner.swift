@@ -32,8 +32,8 @@ public struct JSONScanner: Sendable {
         self.pathBytes = paths.map { $0.map { Array($0.utf8) } }
     }
 
-    /// Scans `bytes`; returns the captured string values by index into ``paths`` (nil when the
-    /// path is absent or its value is not a string).
+    /// Scans `bytes`; returns the captured values by index into ``paths``: strings decoded,
+    /// numbers as their literal text, nil when the path is absent or holds another kind of value.
     public func scan(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONScanError) -> [String?] {
         var state = ScanState(bytes: bytes, paths: pathBytes)
         state.skipWhitespace()
@@ -122,7 +122,13 @@ private struct ScanState {
         case UInt8(ascii: "t"): try expectLiteral("true")
         case UInt8(ascii: "f"): try expectLiteral("false")
         case UInt8(ascii: "n"): try expectLiteral("null")
-        default: try parseNumber()
+        default:
+            let start = index
+            try parseNumber()
+            // Numbers are captured as their literal text (e.g. an epoch-millisecond eventTime).
+            for p in matching where paths[p].count == level && captures[p] == nil {
+                captures[p] = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            }
         }
     }
 

@@ -1,0 +1,53 @@
+/// What a claim on a dedup key found.
+public enum ClaimOutcome: Sendable, Equatable {
+    /// The caller now holds the key until its lease ends: do the side effect, then complete.
+    case claimed
+    /// The key was completed within the retention window: skip the event.
+    case duplicate
+    /// Another worker holds a live lease until `untilMilliseconds` (epoch ms).
+    case busy(untilMilliseconds: Int64)
+}
+
+/// A durable record of a handler's effect, written in the same transaction that marks its
+/// key done — so a crash either keeps both or neither (no effect is ever applied twice).
+public struct SideEffect: Sendable, Equatable {
+    public var handler: String
+    public var dedupKey: String
+    public var payload: String
+
+    public init(handler: String, dedupKey: String, payload: String) {
+        self.handler = handler
+        self.dedupKey = dedupKey
+        self.payload = payload
+    }
+}
+
+/// A store failure; the message names the store and the operation.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// Claim-then-complete idempotency keys, shared by every worker that uses the same store.
+///
+/// - `claim`: take each key with a lease unless it is done within the window (duplicate) or
+///   leased by someone else (busy). An expired lease (a crashed worker) is taken over.
+/// - `complete`: mark keys done (kept for the retention window) and record side effects,
+///   atomically, only for keys the caller still owns; returns those keys.
+/// - `release`: give keys back (failed or dead-lettered events stay re-processable).
+public protocol IdempotencyStore: Sendable {
+    func claim(_ keys: [String], owner: String, nowMilliseconds: Int64, leaseMilliseconds: Int64) async throws
+        -> [String: ClaimOutcome]
+    func complete(
+        _ keys: [String], owner: String, nowMilliseconds: Int64, retainMilliseconds: Int64, sideEffects: [SideEffect]
+    ) async throws -> Set<String>
+    func release(_ keys: [String], owner: String) async throws
+    /// Deletes keys past their retention window (and abandoned claims); returns how many.
+    func purge(nowMilliseconds: Int64) async throws -> Int
+    /// Recorded side effects of `handler`, oldest first (inspection and tests).
+    func sideEffects(handler: String) async throws -> [SideEffect]
+    func close() async
+}

@@ -1,0 +1,267 @@
+import CSQLite
+import Dispatch
+
+/// The embedded store: one SQLite file (WAL mode). Several worker processes on one host may
+/// share the file (SQLite's locking serializes writers); use PostgreSQL to scale across hosts.
+///
+/// **Confinement:** the connection and its statements are used only on `queue`; every public
+/// method hops there.
+public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable {
+    // @unchecked: `db` is confined to `queue` (see above).
+    private let db: OpaquePointer
+    private let queue = DispatchQueue(label: "genesys-ingest.store.sqlite")
+    public let path: String
+    private var isClosed = false
+
+    public static let schemaVersion = 1
+
+    /// Opens (creating and migrating when needed) the database at `path`.
+    public init(path: String) throws(StoreError) {
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
+        guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close(handle)
+            throw StoreError("cannot open SQLite store at \(path): \(message)")
+        }
+        self.db = handle
+        self.path = path
+        sqlite3_busy_timeout(db, 10_000)
+        try exec("PRAGMA journal_mode=WAL")
+        try exec("PRAGMA synchronous=NORMAL")
+        try migrate()
+    }
+
+    deinit {
+        if !isClosed { sqlite3_close_v2(db) }
+    }
+
+    public func close() async {
+        await run { () throws(StoreError) in
+            if !self.isClosed {
+                self.isClosed = true
+                sqlite3_close_v2(self.db)
+            }
+        }
+    }
+
+    private func migrate() throws(StoreError) {
+        let version = try queryInt("PRAGMA user_version")
+        if version < 1 {
+            try exec(
+                """
+                CREATE TABLE IF NOT EXISTS ingest_dedup (
+                    dedup_key TEXT PRIMARY KEY,
+                    state TEXT NOT NULL,
+                    owner TEXT NOT NULL,
+                    lease_until INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    completed_at INTEGER
+                ) WITHOUT ROWID;
+                CREATE INDEX IF NOT EXISTS ingest_dedup_expires ON ingest_dedup (expires_at);
+                CREATE TABLE IF NOT EXISTS ingest_side_effects (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    handler TEXT NOT NULL,
+                    dedup_key TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    applied_at INTEGER NOT NULL
+                );
+                PRAGMA user_version = 1;
+                """)
+        }
+    }
+
+    // MARK: - IdempotencyStore
+
+    public func claim(_ keys: [String], owner: String, nowMilliseconds now: Int64, leaseMilliseconds lease: Int64)
+        async throws -> [String: ClaimOutcome]
+    {
+        try await run { () throws(StoreError) -> [String: ClaimOutcome] in
+            try self.transaction { () throws(StoreError) -> [String: ClaimOutcome] in
+                var out: [String: ClaimOutcome] = [:]
+                let select = try self.prepare("SELECT state, owner, lease_until, expires_at FROM ingest_dedup WHERE dedup_key = ?")
+                defer { sqlite3_finalize(select) }
+                let upsert = try self.prepare(
+                    "INSERT INTO ingest_dedup (dedup_key, state, owner, lease_until, expires_at) VALUES (?, 'claimed', ?, ?, ?) "
+                        + "ON CONFLICT (dedup_key) DO UPDATE SET state = 'claimed', owner = excluded.owner, "
+                        + "lease_until = excluded.lease_until, expires_at = excluded.expires_at, completed_at = NULL")
+                defer { sqlite3_finalize(upsert) }
+                for key in Set(keys) {
+                    sqlite3_reset(select)
+                    self.bind(select, 1, key)
+                    var outcome = ClaimOutcome.claimed
+                    if sqlite3_step(select) == SQLITE_ROW {
+                        let state = String(cString: sqlite3_column_text(select, 0))
+                        let holder = String(cString: sqlite3_column_text(select, 1))
+                        let leaseUntil = sqlite3_column_int64(select, 2)
+                        let expiresAt = sqlite3_column_int64(select, 3)
+                        if state == "done" && expiresAt > now {
+                            outcome = .duplicate
+                        } else if state == "claimed" && leaseUntil > now && holder != owner {
+                            outcome = .busy(untilMilliseconds: leaseUntil)
+                        }
+                    }
+                    if outcome == .claimed {
+                        sqlite3_reset(upsert)
+                        self.bind(upsert, 1, key)
+                        self.bind(upsert, 2, owner)
+                        sqlite3_bind_int64(upsert, 3, now + lease)
+                        sqlite3_bind_int64(upsert, 4, now + lease)
+                        try self.stepDone(upsert, "claim")
+                    }
+                    out[key] = outcome
+                }
+                return out
+            }
+        }
+    }
+
+    public func complete(
+        _ keys: [String], owner: String, nowMilliseconds now: Int64, retainMilliseconds retain: Int64,
+        sideEffects: [SideEffect]
+    ) async throws -> Set<String> {
+        try await run { () throws(StoreError) -> Set<String> in
+            try self.transaction { () throws(StoreError) -> Set<String> in
+                let update = try self.prepare(
+                    "UPDATE ingest_dedup SET state = 'done', completed_at = ?, expires_at = ? "
+                        + "WHERE dedup_key = ? AND owner = ? AND state = 'claimed'")
+                defer { sqlite3_finalize(update) }
+                var completed = Set<String>()
+                for key in Set(keys) {
+                    sqlite3_reset(update)
+                    sqlite3_bind_int64(update, 1, now)
+                    sqlite3_bind_int64(update, 2, now + retain)
+                    self.bind(update, 3, key)
+                    self.bind(update, 4, owner)
+                    try self.stepDone(update, "complete")
+                    if sqlite3_changes(self.db) == 1 { completed.insert(key) }
+                }
+                let insert = try self.prepare(
+                    "INSERT INTO ingest_side_effects (handler, dedup_key, payload, applied_at) VALUES (?, ?, ?, ?)")
+                defer { sqlite3_finalize(insert) }
+                // Only effects of keys still owned: a key taken over after our lease expired is
+                // the new owner's to apply.
+                for effect in sideEffects where completed.contains(effect.dedupKey) {
+                    sqlite3_reset(insert)
+                    self.bind(insert, 1, effect.handler)
+                    self.bind(insert, 2, effect.dedupKey)
+                    self.bind(insert, 3, effect.payload)
+                    sqlite3_bind_int64(insert, 4, now)
+                    try self.stepDone(insert, "record side effect")
+                }
+                return completed
+            }
+        }
+    }
+
+    public func release(_ keys: [String], owner: String) async throws {
+        try await run { () throws(StoreError) in
+            try self.transaction { () throws(StoreError) in
+                let delete = try self.prepare("DELETE FROM ingest_dedup WHERE dedup_key = ? AND owner = ? AND state = 'claimed'")
+                defer { sqlite3_finalize(delete) }
+                for key in Set(keys) {
+                    sqlite3_reset(delete)
+                    self.bind(delete, 1, key)
+                    self.bind(delete, 2, owner)
+                    try self.stepDone(delete, "release")
+                }
+            }
+        }
+    }
+
+    public func purge(nowMilliseconds now: Int64) async throws -> Int {
+        try await run { () throws(StoreError) -> Int in
+            let delete = try self.prepare("DELETE FROM ingest_dedup WHERE expires_at < ?")
+            defer { sqlite3_finalize(delete) }
+            sqlite3_bind_int64(delete, 1, now)
+            try self.stepDone(delete, "purge")
+            return Int(sqlite3_changes(self.db))
+        }
+    }
+
+    public func sideEffects(handler: String) async throws -> [SideEffect] {
+        try await run { () throws(StoreError) -> [SideEffect] in
+            let select = try self.prepare(
+                "SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = ? ORDER BY id")
+            defer { sqlite3_finalize(select) }
+            self.bind(select, 1, handler)
+            var out: [SideEffect] = []
+            while sqlite3_step(select) == SQLITE_ROW {
+                out.append(
+                    SideEffect(
+                        handler: handler, dedupKey: String(cString: sqlite3_column_text(select, 0)),
+                        payload: String(cString: sqlite3_column_text(select, 1))))
+            }
+            return out
+        }
+    }
+
+    // MARK: - Helpers (on `queue`)
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable () throws(StoreError) -> T) async throws(StoreError) -> T {
+        let result: Result<T, StoreError> = await withCheckedContinuation { continuation in
+            queue.async {
+                guard !self.isClosed else {
+                    continuation.resume(returning: .failure(StoreError("SQLite store is closed")))
+                    return
+                }
+                continuation.resume(returning: Result { () throws(StoreError) -> T in try body() })
+            }
+        }
+        return try result.get()
+    }
+
+    private func run(_ body: @escaping @Sendable () throws(StoreError) -> Void) async {
+        _ = try? await run { () throws(StoreError) -> Int in
+            try body()
+            return 0
+        }
+    }
+
+    private func transaction<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        try exec("BEGIN IMMEDIATE")
+        do {
+            let value = try body()
+            try exec("COMMIT")
+            return value
+        } catch {
+            try? exec("ROLLBACK")
+            throw error
+        }
+    }
+
+    private func exec(_ sql: String) throws(StoreError) {
+        var message: UnsafeMutablePointer<CChar>?
+        if sqlite3_exec(db, sql, nil, nil, &message) != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? "unknown error"
+            sqlite3_free(message)
+            throw StoreError("SQLite store \(path): \(text)")
+        }
+    }
+
+    private func prepare(_ sql: String) throws(StoreError) -> OpaquePointer {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
+            throw StoreError("SQLite store \(path): \(String(cString: sqlite3_errmsg(db)))")
+        }
+        return statement
+    }
+
+    private func bind(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
+        sqlite3_bind_text(statement, index, text, -1, csqlite_transient())
+    }
+
+    private func stepDone(_ statement: OpaquePointer, _ operation: String) throws(StoreError) {
+        let rc = sqlite3_step(statement)
+        guard rc == SQLITE_DONE || rc == SQLITE_ROW else {
+            throw StoreError("SQLite store \(path): \(operation) failed: \(String(cString: sqlite3_errmsg(db)))")
+        }
+    }
+
+    private func queryInt(_ sql: String) throws(StoreError) -> Int {
+        let statement = try prepare(sql)
+        defer { sqlite3_finalize(statement) }
+        guard sqlite3_step(statement) == SQLITE_ROW else { return 0 }
+        return Int(sqlite3_column_int64(statement, 0))
+    }
+}

@@ -1,0 +1,108 @@
+import IngestCore
+import IngestKafka
+import IngestStore
+
+/// One consumed event as handlers see it.
+public struct WorkerEvent: Sendable {
+    public var record: KafkaRecord
+    /// The idempotency key (envelope id, else the Genesys composite; see `DedupKey`).
+    public var dedupKey: String
+    public var topicName: String?
+    public var conversationID: String?
+
+    public var body: [UInt8] { record.value }
+}
+
+/// How a handler failed; the runtime's reaction depends on the class.
+public enum HandlerFailure: Error, Sendable, Equatable {
+    /// Transient (timeout, 5xx): back off with jitter and retry, up to the attempt limit.
+    case retryable(String)
+    /// Not available yet (e.g. details not computed): retry after `afterMilliseconds` without
+    /// spending an attempt, until the event is older than the maximum age.
+    case delay(String, afterMilliseconds: Int)
+    /// Can never succeed (malformed input): dead-letter at once.
+    case poison(String)
+    /// The worker cannot work (bad credentials, 401/403 upstream): pause consumption and
+    /// report; nothing is dead-lettered.
+    case fatal(String)
+
+    public var errorClass: String {
+        switch self {
+        case .retryable: "retryable"
+        case .delay: "delay"
+        case .poison: "poison"
+        case .fatal: "fatal"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .retryable(let m), .delay(let m, _), .poison(let m), .fatal(let m): m
+        }
+    }
+}
+
+/// A unit of work the runtime runs for events. Handlers run concurrently for different Kafka
+/// keys and in order for one key. Each handler has its own idempotency keys.
+public protocol EventHandler: Sendable {
+    var name: String { get }
+    /// Whether this handler wants `event` (e.g. by topic family or type).
+    func accepts(_ event: WorkerEvent) -> Bool
+    /// Does the work. Returned side effects are recorded atomically with the completion of the
+    /// event's idempotency key, so they are applied exactly once.
+    func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect]
+}
+
+/// Accepts everything and does nothing (measures the runtime itself).
+public struct NoopHandler: EventHandler {
+    public let name = "noop"
+    public init() {}
+    public func accepts(_ event: WorkerEvent) -> Bool { true }
+    public func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect] { [] }
+}
+
+/// Records each event it handles as a side effect (`topic/partition/offset conversation`).
+/// Bodies containing a marker fail on purpose (poison, retryable, fatal): tests and demos.
+public struct RecordHandler: EventHandler {
+    public let name = "record"
+    let options: RecordHandlerOptions
+    private let poison: [UInt8]
+    private let retryable: [UInt8]
+    private let fatal: [UInt8]
+
+    public init(options: RecordHandlerOptions) {
+        self.options = options
+        self.poison = Array(options.poisonMarker.utf8)
+        self.retryable = Array(options.retryableMarker.utf8)
+        self.fatal = Array(options.fatalMarker.utf8)
+    }
+
+    public func accepts(_ event: WorkerEvent) -> Bool { true }
+
+    public func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect] {
+        if options.workMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(options.workMilliseconds)) }
+        let body = event.body
+        if body.contains(subsequence: poison) { throw .poison("event marked as poison") }
+        if body.contains(subsequence: retryable) { throw .retryable("event marked to fail") }
+        if body.contains(subsequence: fatal) { throw .fatal("event marked fatal (simulated 401 from upstream)") }
+        let r = event.record
+        return [
+            SideEffect(
+                handler: name, dedupKey: event.dedupKey,
+                payload: "\(r.topic)/\(r.partition)/\(r.offset) \(event.conversationID ?? "-")")
+        ]
+    }
+}
+
+extension Array where Element == UInt8 {
+    func contains(subsequence needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, needle.count <= count else { return false }
+        let first = needle[0]
+        var i = 0
+        while i <= count - needle.count {
+            if self[i] == first && self[i..<(i + needle.count)].elementsEqual(needle) { return true }
+            i += 1
+        }
+        return false
+    }
+}

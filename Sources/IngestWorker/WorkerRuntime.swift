@@ -1,0 +1,447 @@
+import Dispatch
+import IngestCore
+import IngestKafka
+import IngestStore
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs handlers over a consumer group with at-least-once delivery and exactly-once effects
+/// for side effects recorded through the store.
+///
+/// A batch of records is processed as follows:
+/// 1. each record gets its dedup key; one store round trip claims every (handler, key) pair;
+/// 2. records are grouped by partition and Kafka key: a group runs in order, groups run
+///    concurrently up to `concurrency`;
+/// 3. each claimed event runs its handler with the retry policy; poison and exhausted events
+///    go to `<topic>.dlq` (acknowledged before going on) and their claims are released, so a
+///    replay is handled again; a fatal failure pauses the worker;
+/// 4. one store round trip marks the handled keys done together with their side effects;
+/// 5. offsets are stored for the contiguous prefix of finished records of each partition.
+public final class WorkerRuntime: @unchecked Sendable {
+    // @unchecked: `consumer` is used only on `pollQueue`; the state is behind a Mutex.
+
+    public enum State: Sendable, Equatable {
+        case starting
+        case running
+        case paused(reason: String)
+        case stopped
+    }
+
+    let configuration: WorkerConfiguration
+    let handlers: [any EventHandler]
+    let store: any IdempotencyStore
+    let deadLetters: DeadLetterWriter
+    let logger: Logger
+    let metrics: WorkerMetrics
+    private let pollQueue = DispatchQueue(label: "genesys-ingest.worker.poll")
+    private var consumer: KafkaGroupConsumer?
+    private let stateLock = Mutex<State>(.starting)
+    private let stopRequested = Atomic<Bool>(false)
+    private let resumeRequested = Atomic<Bool>(false)
+
+    public init(
+        configuration: WorkerConfiguration,
+        handlers: [any EventHandler],
+        store: any IdempotencyStore,
+        logger: Logger,
+        metrics: WorkerMetrics
+    ) throws(KafkaError) {
+        self.configuration = configuration
+        self.handlers = handlers
+        self.store = store
+        self.logger = logger
+        self.metrics = metrics
+        self.deadLetters = try DeadLetterWriter(
+            configuration: KafkaClientConfiguration(bootstrapServers: configuration.brokers),
+            groupID: configuration.groupID, logger: logger)
+    }
+
+    public var state: State { stateLock.withLock { $0 } }
+
+    private func setState(_ s: State) {
+        stateLock.withLock { $0 = s }
+        if case .paused = s { metrics.paused.record(1) } else { metrics.paused.record(0) }
+    }
+
+    /// Asks the loop to finish its current batch, store offsets and leave the group.
+    public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
+
+    /// Leaves a fatal pause: rejoins the group and resumes from the committed offsets.
+    public func requestResume() { resumeRequested.store(true, ordering: .relaxed) }
+
+    /// Consumes until ``requestStop()``.
+    public func run() async throws {
+        var lastPurge = UInt64(0)
+        while !stopRequested.load(ordering: .relaxed) {
+            if case .paused = state {
+                if resumeRequested.exchange(false, ordering: .relaxed) {
+                    logger.notice("resuming after a pause")
+                } else {
+                    try? await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
+            }
+            if consumer == nil {
+                try await onPollQueueThrowing { () throws(KafkaError) in
+                    var props = self.configuration.consumerProperties
+                    // A member that stops polling for 30 s (a stuck handler) is replaced; a crashed
+                    // one is noticed after 10 s.
+                    if props["session.timeout.ms"] == nil { props["session.timeout.ms"] = "10000" }
+                    if props["max.poll.interval.ms"] == nil { props["max.poll.interval.ms"] = "30000" }
+                    self.consumer = try KafkaGroupConsumer(
+                        configuration: KafkaClientConfiguration(bootstrapServers: self.configuration.brokers, properties: props),
+                        groupID: self.configuration.groupID, topics: self.configuration.topics)
+                }
+                setState(.running)
+                logger.info(
+                    "worker consuming",
+                    metadata: [
+                        "kafka.group": "\(configuration.groupID)", "kafka.topics": "\(configuration.topics)",
+                        "worker.handlers": "\(handlers.map(\.name))", "worker.id": "\(configuration.workerID)",
+                    ])
+            }
+            let (records, errors) = await onPollQueue {
+                self.consumer!.poll(
+                    maxRecords: self.configuration.batchSize, timeoutMilliseconds: Int32(self.configuration.pollMilliseconds))
+            }
+            for e in errors { logger.warning("consumer error", metadata: ["kafka.error": "\(e.message)"]) }
+            if !records.isEmpty {
+                let outcome = await process(records)
+                await onPollQueue { self.consumer?.store(outcome.offsets) }
+                if let fatal = outcome.fatal {
+                    logger.error(
+                        "handler reported a fatal error: consumption paused; fix the cause, then POST /resume or restart",
+                        metadata: ["error": "\(fatal)"])
+                    await leaveGroup()
+                    setState(.paused(reason: fatal))
+                    continue
+                }
+            }
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now - lastPurge > 60_000_000_000 {
+                lastPurge = now
+                await updateLag()
+                if let purged = try? await store.purge(nowMilliseconds: Self.nowMilliseconds()), purged > 0 {
+                    logger.info("purged expired idempotency keys", metadata: ["store.purged": "\(purged)"])
+                }
+            }
+        }
+        await leaveGroup()
+        deadLetters.close()
+        setState(.stopped)
+        logger.info("worker stopped")
+    }
+
+    private func leaveGroup() async {
+        await onPollQueue {
+            // Commits stored offsets and leaves the group so others take the partitions now.
+            self.consumer?.close()
+            self.consumer = nil
+        }
+    }
+
+    private func updateLag() async {
+        let lag = await onPollQueue { self.consumer?.lag() ?? [] }
+        for (p, value) in lag { metrics.recordLag(topic: p.topic, partition: p.partition, lag: value) }
+    }
+
+    // MARK: - Batch processing
+
+    struct BatchOutcome {
+        var offsets: [PartitionOffset]
+        var fatal: String?
+    }
+
+    private struct WorkItem: Sendable {
+        var index: Int
+        var event: WorkerEvent?
+        var handler: Int
+        var claimKey: String
+    }
+
+    /// Results of one batch's concurrent groups.
+    private final class BatchShared: Sendable {
+        let results = Mutex<[Int: ItemResult]>([:])
+        let fatalSeen = Atomic<Bool>(false)
+    }
+
+    private enum ItemResult: Sendable {
+        case done([SideEffect])
+        case duplicate
+        case deadLettered
+        case fatal(String)
+        /// Not finished (pause or lost lease): neither completed nor its offset stored.
+        case unfinished
+    }
+
+    func process(_ records: [KafkaRecord]) async -> BatchOutcome {
+        // 1. Events and work items.
+        var items: [WorkItem] = []
+        var poison: [(Int, String)] = []
+        for (i, record) in records.enumerated() {
+            let derived: DedupKey.Derived
+            do { derived = try DedupKey.derive(from: record.value) } catch {
+                poison.append((i, error.description))
+                continue
+            }
+            let event = WorkerEvent(
+                record: record, dedupKey: derived.key, topicName: derived.topicName,
+                conversationID: derived.conversationID)
+            for (h, handler) in handlers.enumerated() where handler.accepts(event) {
+                items.append(WorkItem(index: i, event: event, handler: h, claimKey: "\(handler.name)|\(derived.key)"))
+            }
+        }
+        var finished = Array(repeating: true, count: records.count)
+        var fatal: String?
+
+        // Malformed bodies can never be handled: dead-letter them at once.
+        for (i, reason) in poison {
+            let now = Self.nowMilliseconds()
+            do {
+                try await deadLetters.send(
+                    records[i],
+                    reason: DeadLetterReason(
+                        handler: "runtime", errorClass: "poison", message: reason, attempts: 1,
+                        firstFailureMilliseconds: now, lastFailureMilliseconds: now))
+                metrics.count(handler: "runtime", outcome: "dead_lettered")
+                metrics.dlqWrites.increment()
+            } catch {
+                logger.error("dead-letter write failed", metadata: ["kafka.error": "\(error.message)"])
+                finished[i] = false
+            }
+        }
+
+        // 2. Claim every key in one round trip.
+        var claims: [String: ClaimOutcome] = [:]
+        if !items.isEmpty {
+            let started = DispatchTime.now().uptimeNanoseconds
+            do {
+                claims = try await store.claim(
+                    items.map(\.claimKey), owner: configuration.workerID, nowMilliseconds: Self.nowMilliseconds(),
+                    leaseMilliseconds: configuration.leaseMilliseconds)
+            } catch {
+                logger.error("idempotency store unavailable: batch will be redelivered", metadata: ["error": "\(error)"])
+                return BatchOutcome(offsets: [], fatal: nil)
+            }
+            metrics.storeLatency(operation: "claim", nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+        }
+
+        // 3. Groups by (handler, partition, key), run concurrently up to the bound.
+        var groups: [[Int]] = []
+        var groupIndex: [String: Int] = [:]
+        for (n, item) in items.enumerated() {
+            let r = records[item.index]
+            let orderingKey = r.key.map { String(decoding: $0, as: UTF8.self) } ?? "offset:\(r.offset)"
+            let g = "\(item.handler)|\(r.topic)|\(r.partition)|\(orderingKey)"
+            if let existing = groupIndex[g] {
+                groups[existing].append(n)
+            } else {
+                groupIndex[g] = groups.count
+                groups.append([n])
+            }
+        }
+        let shared = BatchShared()
+        let limit = configuration.concurrency
+        // Within a batch the same claim key can occur twice (a redelivered copy): only the
+        // first occurrence runs; the other is a duplicate once the first completes.
+        var firstOccurrence = Set<String>()
+        var duplicatesInBatch = Set<Int>()
+        for (n, item) in items.enumerated() where !firstOccurrence.insert(item.claimKey).inserted {
+            duplicatesInBatch.insert(n)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for members in groups {
+                if running >= limit {
+                    await group.next()
+                    running -= 1
+                }
+                running += 1
+                let work = members.map { (n: $0, item: items[$0]) }
+                let claimsCopy = claims
+                let duplicates = duplicatesInBatch
+                group.addTask {
+                    for (n, item) in work {
+                        if shared.fatalSeen.load(ordering: .relaxed) {
+                            shared.results.withLock { $0[n] = .unfinished }
+                            continue
+                        }
+                        if duplicates.contains(n) {
+                            shared.results.withLock { $0[n] = .duplicate }
+                            continue
+                        }
+                        let result = await self.runItem(item, claim: claimsCopy[item.claimKey] ?? .claimed)
+                        if case .fatal = result { shared.fatalSeen.store(true, ordering: .relaxed) }
+                        shared.results.withLock { $0[n] = result }
+                    }
+                }
+            }
+        }
+        let itemResults = shared.results.withLock { $0 }
+
+        // 4. Complete handled keys with their side effects; release dead-lettered/unfinished claims.
+        var completeKeys: [String] = []
+        var effects: [SideEffect] = []
+        var releaseKeys: [String] = []
+        for (n, item) in items.enumerated() {
+            switch itemResults[n] ?? .unfinished {
+            case .done(let e):
+                completeKeys.append(item.claimKey)
+                // Effects are tied to the claim (handler-scoped key) they complete with.
+                effects += e.map { SideEffect(handler: $0.handler, dedupKey: item.claimKey, payload: $0.payload) }
+            case .duplicate:
+                break
+            case .deadLettered:
+                releaseKeys.append(item.claimKey)
+            case .fatal(let message):
+                fatal = message
+                releaseKeys.append(item.claimKey)
+                finished[item.index] = false
+            case .unfinished:
+                releaseKeys.append(item.claimKey)
+                finished[item.index] = false
+            }
+        }
+        if !completeKeys.isEmpty {
+            let started = DispatchTime.now().uptimeNanoseconds
+            do {
+                let completed = try await store.complete(
+                    completeKeys, owner: configuration.workerID, nowMilliseconds: Self.nowMilliseconds(),
+                    retainMilliseconds: configuration.retentionMilliseconds, sideEffects: effects)
+                let lost = Set(completeKeys).subtracting(completed)
+                if !lost.isEmpty {
+                    logger.warning(
+                        "claims lost to another worker after the lease expired",
+                        metadata: ["worker.lost": "\(lost.count)"])
+                }
+            } catch {
+                logger.error("cannot complete keys: batch will be redelivered", metadata: ["error": "\(error)"])
+                return BatchOutcome(offsets: [], fatal: fatal)
+            }
+            metrics.storeLatency(operation: "complete", nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+        }
+        if !releaseKeys.isEmpty {
+            try? await store.release(releaseKeys, owner: configuration.workerID)
+        }
+
+        // 5. Offsets: the contiguous finished prefix per partition.
+        var next: [String: PartitionOffset] = [:]
+        var blocked = Set<String>()
+        for (i, r) in records.enumerated() {
+            let tp = "\(r.topic)\u{0}\(r.partition)"
+            if blocked.contains(tp) { continue }
+            if finished[i] {
+                next[tp] = PartitionOffset(topic: r.topic, partition: r.partition, offset: r.offset + 1)
+            } else {
+                blocked.insert(tp)
+            }
+        }
+        return BatchOutcome(offsets: Array(next.values), fatal: fatal)
+    }
+
+    /// Runs one handler for one event, applying the failure classes.
+    private func runItem(_ item: WorkItem, claim: ClaimOutcome) async -> ItemResult {
+        guard let event = item.event else { return .unfinished }
+        let handler = handlers[item.handler]
+        var claim = claim
+        // Someone else holds a live lease: wait for it to complete or expire, then look again.
+        while case .busy(let until) = claim {
+            let wait = max(50, min(Int(until - Self.nowMilliseconds()), Int(configuration.leaseMilliseconds)))
+            try? await Task.sleep(for: .milliseconds(wait))
+            if stopRequested.load(ordering: .relaxed) { return .unfinished }
+            guard
+                let again = try? await store.claim(
+                    [item.claimKey], owner: configuration.workerID, nowMilliseconds: Self.nowMilliseconds(),
+                    leaseMilliseconds: configuration.leaseMilliseconds)[item.claimKey]
+            else { return .unfinished }
+            claim = again
+        }
+        if claim == .duplicate {
+            metrics.dedupHits.increment()
+            metrics.count(handler: handler.name, outcome: "duplicate")
+            return .duplicate
+        }
+        var attempts = 0
+        var firstFailure: Int64?
+        while true {
+            attempts += 1
+            let started = DispatchTime.now().uptimeNanoseconds
+            do {
+                let effects = try await handler.handle(event)
+                metrics.handlerLatency(handler: handler.name, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+                metrics.count(handler: handler.name, outcome: "processed")
+                return .done(effects)
+            } catch {
+                let now = Self.nowMilliseconds()
+                if firstFailure == nil { firstFailure = now }
+                switch error {
+                case .fatal(let message):
+                    metrics.count(handler: handler.name, outcome: "fatal")
+                    return .fatal("\(handler.name): \(message)")
+                case .poison:
+                    return await deadLetter(event, handler: handler.name, error: error, attempts: attempts, first: firstFailure!)
+                case .retryable:
+                    if attempts >= configuration.retry.maxAttempts {
+                        return await deadLetter(event, handler: handler.name, error: error, attempts: attempts, first: firstFailure!)
+                    }
+                    metrics.count(handler: handler.name, outcome: "retried")
+                    let backoff = configuration.retry.backoffMilliseconds(attempt: attempts, random: Double.random(in: 0..<1))
+                    try? await Task.sleep(for: .milliseconds(backoff))
+                case .delay(_, let after):
+                    attempts -= 1  // a delay does not spend an attempt
+                    let age = event.record.timestamp > 0 ? now - event.record.timestamp : 0
+                    if age > configuration.retry.maxDelayAgeMilliseconds {
+                        return await deadLetter(
+                            event, handler: handler.name, error: .delay("still not available after \(age) ms", afterMilliseconds: after),
+                            attempts: attempts + 1, first: firstFailure!)
+                    }
+                    metrics.count(handler: handler.name, outcome: "delayed")
+                    try? await Task.sleep(for: .milliseconds(max(1, after)))
+                }
+                if stopRequested.load(ordering: .relaxed) { return .unfinished }
+            }
+        }
+    }
+
+    private func deadLetter(_ event: WorkerEvent, handler: String, error: HandlerFailure, attempts: Int, first: Int64)
+        async -> ItemResult
+    {
+        let reason = DeadLetterReason(
+            handler: handler, errorClass: error.errorClass, message: error.message, attempts: attempts,
+            firstFailureMilliseconds: first, lastFailureMilliseconds: Self.nowMilliseconds())
+        do {
+            try await deadLetters.send(event.record, reason: reason)
+        } catch {
+            logger.error("dead-letter write failed: event will be redelivered", metadata: ["kafka.error": "\(error.message)"])
+            return .unfinished
+        }
+        logger.warning(
+            "event dead-lettered",
+            metadata: [
+                "worker.handler": "\(handler)", "error.class": "\(reason.errorClass)",
+                "kafka.topic": "\(event.record.topic)", "kafka.offset": "\(event.record.offset)",
+            ])
+        metrics.count(handler: handler, outcome: "dead_lettered")
+        metrics.dlqWrites.increment()
+        return .deadLettered
+    }
+
+    private func onPollQueue<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in pollQueue.async { continuation.resume(returning: body()) } }
+    }
+
+    private func onPollQueueThrowing(_ body: @escaping @Sendable () throws(KafkaError) -> Void) async throws(KafkaError) {
+        let result: Result<Void, KafkaError> = await onPollQueue { Result { () throws(KafkaError) in try body() } }
+        try result.get()
+    }
+
+    static func nowMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}
