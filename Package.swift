@@ -95,6 +95,10 @@ let package = Package(
         .testTarget(name: "IngestCoreTests", dependencies: ["IngestCore"], exclude: []),
         .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
+        .testTarget(
+            name: "IngestWorkerTests",
+            dependencies: ["IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestTesting"]
+        ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(
             name: "IngestGatewayTests",

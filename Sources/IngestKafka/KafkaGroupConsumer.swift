@@ -143,7 +143,8 @@ public final class KafkaGroupConsumer: @unchecked Sendable {
         for p in assignment() {
             var low: Int64 = 0
             var high: Int64 = 0
-            guard rd_kafka_get_watermark_offsets(handle, p.topic, p.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR
+            guard
+                rd_kafka_get_watermark_offsets(handle, p.topic, p.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR
             else { continue }
             let list = rd_kafka_topic_partition_list_new(1)!
             rd_kafka_topic_partition_list_add(list, p.topic, p.partition)

@@ -39,10 +39,19 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 ///   atomically, only for keys the caller still owns; returns those keys.
 /// - `release`: give keys back (failed or dead-lettered events stay re-processable).
 public protocol IdempotencyStore: Sendable {
-    func claim(_ keys: [String], owner: String, nowMilliseconds: Int64, leaseMilliseconds: Int64) async throws
+    func claim(
+        _ keys: [String],
+        owner: String,
+        nowMilliseconds: Int64,
+        leaseMilliseconds: Int64
+    ) async throws
         -> [String: ClaimOutcome]
     func complete(
-        _ keys: [String], owner: String, nowMilliseconds: Int64, retainMilliseconds: Int64, sideEffects: [SideEffect]
+        _ keys: [String],
+        owner: String,
+        nowMilliseconds: Int64,
+        retainMilliseconds: Int64,
+        sideEffects: [SideEffect]
     ) async throws -> Set<String>
     func release(_ keys: [String], owner: String) async throws
     /// Deletes keys past their retention window (and abandoned claims); returns how many.

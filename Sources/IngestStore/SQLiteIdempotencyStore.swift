@@ -67,24 +67,33 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable
                     applied_at INTEGER NOT NULL
                 );
                 PRAGMA user_version = 1;
-                """)
+                """
+            )
         }
     }
 
     // MARK: - IdempotencyStore
 
-    public func claim(_ keys: [String], owner: String, nowMilliseconds now: Int64, leaseMilliseconds lease: Int64)
+    public func claim(
+        _ keys: [String],
+        owner: String,
+        nowMilliseconds now: Int64,
+        leaseMilliseconds lease: Int64
+    )
         async throws -> [String: ClaimOutcome]
     {
         try await run { () throws(StoreError) -> [String: ClaimOutcome] in
             try self.transaction { () throws(StoreError) -> [String: ClaimOutcome] in
                 var out: [String: ClaimOutcome] = [:]
-                let select = try self.prepare("SELECT state, owner, lease_until, expires_at FROM ingest_dedup WHERE dedup_key = ?")
+                let select = try self.prepare(
+                    "SELECT state, owner, lease_until, expires_at FROM ingest_dedup WHERE dedup_key = ?"
+                )
                 defer { sqlite3_finalize(select) }
                 let upsert = try self.prepare(
                     "INSERT INTO ingest_dedup (dedup_key, state, owner, lease_until, expires_at) VALUES (?, 'claimed', ?, ?, ?) "
                         + "ON CONFLICT (dedup_key) DO UPDATE SET state = 'claimed', owner = excluded.owner, "
-                        + "lease_until = excluded.lease_until, expires_at = excluded.expires_at, completed_at = NULL")
+                        + "lease_until = excluded.lease_until, expires_at = excluded.expires_at, completed_at = NULL"
+                )
                 defer { sqlite3_finalize(upsert) }
                 for key in Set(keys) {
                     sqlite3_reset(select)
@@ -117,14 +126,18 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable
     }
 
     public func complete(
-        _ keys: [String], owner: String, nowMilliseconds now: Int64, retainMilliseconds retain: Int64,
+        _ keys: [String],
+        owner: String,
+        nowMilliseconds now: Int64,
+        retainMilliseconds retain: Int64,
         sideEffects: [SideEffect]
     ) async throws -> Set<String> {
         try await run { () throws(StoreError) -> Set<String> in
             try self.transaction { () throws(StoreError) -> Set<String> in
                 let update = try self.prepare(
                     "UPDATE ingest_dedup SET state = 'done', completed_at = ?, expires_at = ? "
-                        + "WHERE dedup_key = ? AND owner = ? AND state = 'claimed'")
+                        + "WHERE dedup_key = ? AND owner = ? AND state = 'claimed'"
+                )
                 defer { sqlite3_finalize(update) }
                 var completed = Set<String>()
                 for key in Set(keys) {
@@ -137,7 +150,8 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable
                     if sqlite3_changes(self.db) == 1 { completed.insert(key) }
                 }
                 let insert = try self.prepare(
-                    "INSERT INTO ingest_side_effects (handler, dedup_key, payload, applied_at) VALUES (?, ?, ?, ?)")
+                    "INSERT INTO ingest_side_effects (handler, dedup_key, payload, applied_at) VALUES (?, ?, ?, ?)"
+                )
                 defer { sqlite3_finalize(insert) }
                 // Only effects of keys still owned: a key taken over after our lease expired is
                 // the new owner's to apply.
@@ -157,7 +171,9 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable
     public func release(_ keys: [String], owner: String) async throws {
         try await run { () throws(StoreError) in
             try self.transaction { () throws(StoreError) in
-                let delete = try self.prepare("DELETE FROM ingest_dedup WHERE dedup_key = ? AND owner = ? AND state = 'claimed'")
+                let delete = try self.prepare(
+                    "DELETE FROM ingest_dedup WHERE dedup_key = ? AND owner = ? AND state = 'claimed'"
+                )
                 defer { sqlite3_finalize(delete) }
                 for key in Set(keys) {
                     sqlite3_reset(delete)
@@ -182,15 +198,19 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable
     public func sideEffects(handler: String) async throws -> [SideEffect] {
         try await run { () throws(StoreError) -> [SideEffect] in
             let select = try self.prepare(
-                "SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = ? ORDER BY id")
+                "SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = ? ORDER BY id"
+            )
             defer { sqlite3_finalize(select) }
             self.bind(select, 1, handler)
             var out: [SideEffect] = []
             while sqlite3_step(select) == SQLITE_ROW {
                 out.append(
                     SideEffect(
-                        handler: handler, dedupKey: String(cString: sqlite3_column_text(select, 0)),
-                        payload: String(cString: sqlite3_column_text(select, 1))))
+                        handler: handler,
+                        dedupKey: String(cString: sqlite3_column_text(select, 0)),
+                        payload: String(cString: sqlite3_column_text(select, 1))
+                    )
+                )
             }
             return out
         }
@@ -198,7 +218,8 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable
 
     // MARK: - Helpers (on `queue`)
 
-    private func run<T: Sendable>(_ body: @escaping @Sendable () throws(StoreError) -> T) async throws(StoreError) -> T {
+    private func run<T: Sendable>(_ body: @escaping @Sendable () throws(StoreError) -> T) async throws(StoreError) -> T
+    {
         let result: Result<T, StoreError> = await withCheckedContinuation { continuation in
             queue.async {
                 guard !self.isClosed else {

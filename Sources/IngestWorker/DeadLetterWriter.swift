@@ -50,13 +50,15 @@ public final class DeadLetterWriter: Sendable {
     public init(configuration: KafkaClientConfiguration, groupID: String, logger: Logger) throws(KafkaError) {
         let waiting = self.waiting
         self.producer = try KafkaProducer(
-            configuration: configuration, logger: logger,
+            configuration: configuration,
+            logger: logger,
             onDeliveryReports: { reports in
                 for r in reports {
                     let c = waiting.byToken.withLock { $0.removeValue(forKey: r.token) }
                     c?.resume(returning: r.error)
                 }
-            })
+            }
+        )
         self.groupID = groupID
     }
 
@@ -80,12 +82,17 @@ public final class DeadLetterWriter: Sendable {
         ]
         let token = nextToken.add(1, ordering: .relaxed).newValue
         let producer = self.producer
-        let error: KafkaError? = await withCheckedContinuation { (continuation: CheckedContinuation<KafkaError?, Never>) in
+        let error: KafkaError? = await withCheckedContinuation {
+            (continuation: CheckedContinuation<KafkaError?, Never>) in
             waiting.byToken.withLock { $0[token] = continuation }
             do throws(KafkaError) {
                 try producer.produce(
-                    topic: Self.topic(for: record.topic), key: record.key, value: record.value, headers: headers,
-                    token: token)
+                    topic: Self.topic(for: record.topic),
+                    key: record.key,
+                    value: record.value,
+                    headers: headers,
+                    token: token
+                )
             } catch {
                 let c = waiting.byToken.withLock { $0.removeValue(forKey: token) }
                 c?.resume(returning: Optional(error))

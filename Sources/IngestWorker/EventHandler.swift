@@ -88,8 +88,10 @@ public struct RecordHandler: EventHandler {
         let r = event.record
         return [
             SideEffect(
-                handler: name, dedupKey: event.dedupKey,
-                payload: "\(r.topic)/\(r.partition)/\(r.offset) \(event.conversationID ?? "-")")
+                handler: name,
+                dedupKey: event.dedupKey,
+                payload: "\(r.topic)/\(r.partition)/\(r.offset) \(event.conversationID ?? "-")"
+            )
         ]
     }
 }

@@ -31,18 +31,27 @@ public final class WorkerMetrics: Sendable {
             var byOutcome: [String: CoreMetrics.Counter] = [:]
             for o in Self.outcomes {
                 byOutcome[o] = CoreMetrics.Counter(
-                    label: "ingest_worker_events_total", dimensions: [("handler", h), ("outcome", o)], factory: factory)
+                    label: "ingest_worker_events_total",
+                    dimensions: [("handler", h), ("outcome", o)],
+                    factory: factory
+                )
             }
             events[h] = byOutcome
             latencies[h] = CoreMetrics.Timer(
-                label: "ingest_worker_handler_latency_seconds", dimensions: [("handler", h)], factory: factory)
+                label: "ingest_worker_handler_latency_seconds",
+                dimensions: [("handler", h)],
+                factory: factory
+            )
         }
         self.events = events
         self.handlerLatencies = latencies
         var store: [String: CoreMetrics.Timer] = [:]
         for op in ["claim", "complete"] {
             store[op] = CoreMetrics.Timer(
-                label: "ingest_worker_store_latency_seconds", dimensions: [("operation", op)], factory: factory)
+                label: "ingest_worker_store_latency_seconds",
+                dimensions: [("operation", op)],
+                factory: factory
+            )
         }
         self.storeLatencies = store
         self.dedupHits = CoreMetrics.Counter(label: "ingest_worker_dedup_hits_total", dimensions: [], factory: factory)
@@ -65,8 +74,10 @@ public final class WorkerMetrics: Sendable {
         let gauge = lagGauges.withLock { gauges in
             if let g = gauges[key] { return g }
             let g = CoreMetrics.Gauge(
-                label: "ingest_worker_consumer_lag", dimensions: [("topic", topic), ("partition", String(partition))],
-                factory: factory)
+                label: "ingest_worker_consumer_lag",
+                dimensions: [("topic", topic), ("partition", String(partition))],
+                factory: factory
+            )
             gauges[key] = g
             return g
         }

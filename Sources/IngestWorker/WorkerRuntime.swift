@@ -57,7 +57,9 @@ public final class WorkerRuntime: @unchecked Sendable {
         self.metrics = metrics
         self.deadLetters = try DeadLetterWriter(
             configuration: KafkaClientConfiguration(bootstrapServers: configuration.brokers),
-            groupID: configuration.groupID, logger: logger)
+            groupID: configuration.groupID,
+            logger: logger
+        )
     }
 
     public var state: State { stateLock.withLock { $0 } }
@@ -78,12 +80,11 @@ public final class WorkerRuntime: @unchecked Sendable {
         var lastPurge = UInt64(0)
         while !stopRequested.load(ordering: .relaxed) {
             if case .paused = state {
-                if resumeRequested.exchange(false, ordering: .relaxed) {
-                    logger.notice("resuming after a pause")
-                } else {
+                guard resumeRequested.exchange(false, ordering: .relaxed) else {
                     try? await Task.sleep(for: .milliseconds(200))
                     continue
                 }
+                logger.notice("resuming after a pause")
             }
             if consumer == nil {
                 try await onPollQueueThrowing { () throws(KafkaError) in
@@ -93,8 +94,13 @@ public final class WorkerRuntime: @unchecked Sendable {
                     if props["session.timeout.ms"] == nil { props["session.timeout.ms"] = "10000" }
                     if props["max.poll.interval.ms"] == nil { props["max.poll.interval.ms"] = "30000" }
                     self.consumer = try KafkaGroupConsumer(
-                        configuration: KafkaClientConfiguration(bootstrapServers: self.configuration.brokers, properties: props),
-                        groupID: self.configuration.groupID, topics: self.configuration.topics)
+                        configuration: KafkaClientConfiguration(
+                            bootstrapServers: self.configuration.brokers,
+                            properties: props
+                        ),
+                        groupID: self.configuration.groupID,
+                        topics: self.configuration.topics
+                    )
                 }
                 setState(.running)
                 logger.info(
@@ -102,20 +108,30 @@ public final class WorkerRuntime: @unchecked Sendable {
                     metadata: [
                         "kafka.group": "\(configuration.groupID)", "kafka.topics": "\(configuration.topics)",
                         "worker.handlers": "\(handlers.map(\.name))", "worker.id": "\(configuration.workerID)",
-                    ])
+                    ]
+                )
             }
-            let (records, errors) = await onPollQueue {
-                self.consumer!.poll(
-                    maxRecords: self.configuration.batchSize, timeoutMilliseconds: Int32(self.configuration.pollMilliseconds))
+            var records = carryOver
+            carryOver = []
+            if records.isEmpty {
+                let polled = await onPollQueue {
+                    self.consumer!.poll(
+                        maxRecords: self.configuration.batchSize,
+                        timeoutMilliseconds: Int32(self.configuration.pollMilliseconds)
+                    )
+                }
+                for e in polled.errors { logger.warning("consumer error", metadata: ["kafka.error": "\(e.message)"]) }
+                records = polled.records
             }
-            for e in errors { logger.warning("consumer error", metadata: ["kafka.error": "\(e.message)"]) }
             if !records.isEmpty {
-                let outcome = await process(records)
+                let outcome = await processKeepingMembership(records)
                 await onPollQueue { self.consumer?.store(outcome.offsets) }
                 if let fatal = outcome.fatal {
                     logger.error(
                         "handler reported a fatal error: consumption paused; fix the cause, then POST /resume or restart",
-                        metadata: ["error": "\(fatal)"])
+                        metadata: ["error": "\(fatal)"]
+                    )
+                    carryOver = []
                     await leaveGroup()
                     setState(.paused(reason: fatal))
                     continue
@@ -134,6 +150,52 @@ public final class WorkerRuntime: @unchecked Sendable {
         deadLetters.close()
         setState(.stopped)
         logger.info("worker stopped")
+    }
+
+    /// Records fetched while a batch was in progress (only from partitions assigned meanwhile);
+    /// handled next. Confined to the `run()` task.
+    private var carryOver: [KafkaRecord] = []
+
+    /// Processes a batch while keeping the group membership alive: a long batch (slow
+    /// handler, back-off, waiting for another worker's lease) would otherwise exceed
+    /// `max.poll.interval.ms` and trigger a rebalance. Every second the assignment is paused
+    /// and the consumer polled, which fetches nothing from paused partitions but counts as
+    /// a poll; partitions are resumed afterwards.
+    private func processKeepingMembership(_ records: [KafkaRecord]) async -> BatchOutcome {
+        let keepAlive = KeepAliveState()
+        let outcome = await withTaskGroup(of: BatchOutcome?.self) { group in
+            group.addTask { await self.process(records) }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    if Task.isCancelled { break }
+                    let fetched = await self.onPollQueue { () -> [KafkaRecord] in
+                        guard let consumer = self.consumer else { return [] }
+                        consumer.setPaused(true)
+                        return consumer.poll(maxRecords: self.configuration.batchSize, timeoutMilliseconds: 0).records
+                    }
+                    keepAlive.paused.store(true, ordering: .relaxed)
+                    if !fetched.isEmpty { keepAlive.fetched.withLock { $0 += fetched } }
+                }
+                return nil
+            }
+            var result: BatchOutcome?
+            while let next = await group.next() {
+                if let next {
+                    result = next
+                    group.cancelAll()
+                }
+            }
+            return result ?? BatchOutcome(offsets: [], fatal: nil)
+        }
+        if keepAlive.paused.load(ordering: .relaxed) { await onPollQueue { self.consumer?.setPaused(false) } }
+        carryOver += keepAlive.fetched.withLock { $0 }
+        return outcome
+    }
+
+    private final class KeepAliveState: Sendable {
+        let fetched = Mutex<[KafkaRecord]>([])
+        let paused = Atomic<Bool>(false)
     }
 
     private func leaveGroup() async {
@@ -189,8 +251,11 @@ public final class WorkerRuntime: @unchecked Sendable {
                 continue
             }
             let event = WorkerEvent(
-                record: record, dedupKey: derived.key, topicName: derived.topicName,
-                conversationID: derived.conversationID)
+                record: record,
+                dedupKey: derived.key,
+                topicName: derived.topicName,
+                conversationID: derived.conversationID
+            )
             for (h, handler) in handlers.enumerated() where handler.accepts(event) {
                 items.append(WorkItem(index: i, event: event, handler: h, claimKey: "\(handler.name)|\(derived.key)"))
             }
@@ -205,8 +270,14 @@ public final class WorkerRuntime: @unchecked Sendable {
                 try await deadLetters.send(
                     records[i],
                     reason: DeadLetterReason(
-                        handler: "runtime", errorClass: "poison", message: reason, attempts: 1,
-                        firstFailureMilliseconds: now, lastFailureMilliseconds: now))
+                        handler: "runtime",
+                        errorClass: "poison",
+                        message: reason,
+                        attempts: 1,
+                        firstFailureMilliseconds: now,
+                        lastFailureMilliseconds: now
+                    )
+                )
                 metrics.count(handler: "runtime", outcome: "dead_lettered")
                 metrics.dlqWrites.increment()
             } catch {
@@ -221,10 +292,16 @@ public final class WorkerRuntime: @unchecked Sendable {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
                 claims = try await store.claim(
-                    items.map(\.claimKey), owner: configuration.workerID, nowMilliseconds: Self.nowMilliseconds(),
-                    leaseMilliseconds: configuration.leaseMilliseconds)
+                    items.map(\.claimKey),
+                    owner: configuration.workerID,
+                    nowMilliseconds: Self.nowMilliseconds(),
+                    leaseMilliseconds: configuration.leaseMilliseconds
+                )
             } catch {
-                logger.error("idempotency store unavailable: batch will be redelivered", metadata: ["error": "\(error)"])
+                logger.error(
+                    "idempotency store unavailable: batch will be redelivered",
+                    metadata: ["error": "\(error)"]
+                )
                 return BatchOutcome(offsets: [], fatal: nil)
             }
             metrics.storeLatency(operation: "claim", nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
@@ -271,6 +348,8 @@ public final class WorkerRuntime: @unchecked Sendable {
                             continue
                         }
                         if duplicates.contains(n) {
+                            self.metrics.dedupHits.increment()
+                            self.metrics.count(handler: self.handlers[item.handler].name, outcome: "duplicate")
                             shared.results.withLock { $0[n] = .duplicate }
                             continue
                         }
@@ -310,13 +389,18 @@ public final class WorkerRuntime: @unchecked Sendable {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
                 let completed = try await store.complete(
-                    completeKeys, owner: configuration.workerID, nowMilliseconds: Self.nowMilliseconds(),
-                    retainMilliseconds: configuration.retentionMilliseconds, sideEffects: effects)
+                    completeKeys,
+                    owner: configuration.workerID,
+                    nowMilliseconds: Self.nowMilliseconds(),
+                    retainMilliseconds: configuration.retentionMilliseconds,
+                    sideEffects: effects
+                )
                 let lost = Set(completeKeys).subtracting(completed)
                 if !lost.isEmpty {
                     logger.warning(
                         "claims lost to another worker after the lease expired",
-                        metadata: ["worker.lost": "\(lost.count)"])
+                        metadata: ["worker.lost": "\(lost.count)"]
+                    )
                 }
             } catch {
                 logger.error("cannot complete keys: batch will be redelivered", metadata: ["error": "\(error)"])
@@ -355,8 +439,11 @@ public final class WorkerRuntime: @unchecked Sendable {
             if stopRequested.load(ordering: .relaxed) { return .unfinished }
             guard
                 let again = try? await store.claim(
-                    [item.claimKey], owner: configuration.workerID, nowMilliseconds: Self.nowMilliseconds(),
-                    leaseMilliseconds: configuration.leaseMilliseconds)[item.claimKey]
+                    [item.claimKey],
+                    owner: configuration.workerID,
+                    nowMilliseconds: Self.nowMilliseconds(),
+                    leaseMilliseconds: configuration.leaseMilliseconds
+                )[item.claimKey]
             else { return .unfinished }
             claim = again
         }
@@ -372,7 +459,10 @@ public final class WorkerRuntime: @unchecked Sendable {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
                 let effects = try await handler.handle(event)
-                metrics.handlerLatency(handler: handler.name, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+                metrics.handlerLatency(
+                    handler: handler.name,
+                    nanoseconds: DispatchTime.now().uptimeNanoseconds - started
+                )
                 metrics.count(handler: handler.name, outcome: "processed")
                 return .done(effects)
             } catch {
@@ -383,21 +473,40 @@ public final class WorkerRuntime: @unchecked Sendable {
                     metrics.count(handler: handler.name, outcome: "fatal")
                     return .fatal("\(handler.name): \(message)")
                 case .poison:
-                    return await deadLetter(event, handler: handler.name, error: error, attempts: attempts, first: firstFailure!)
+                    return await deadLetter(
+                        event,
+                        handler: handler.name,
+                        error: error,
+                        attempts: attempts,
+                        first: firstFailure!
+                    )
                 case .retryable:
                     if attempts >= configuration.retry.maxAttempts {
-                        return await deadLetter(event, handler: handler.name, error: error, attempts: attempts, first: firstFailure!)
+                        return await deadLetter(
+                            event,
+                            handler: handler.name,
+                            error: error,
+                            attempts: attempts,
+                            first: firstFailure!
+                        )
                     }
                     metrics.count(handler: handler.name, outcome: "retried")
-                    let backoff = configuration.retry.backoffMilliseconds(attempt: attempts, random: Double.random(in: 0..<1))
+                    let backoff = configuration.retry.backoffMilliseconds(
+                        attempt: attempts,
+                        random: Double.random(in: 0..<1)
+                    )
                     try? await Task.sleep(for: .milliseconds(backoff))
                 case .delay(_, let after):
                     attempts -= 1  // a delay does not spend an attempt
                     let age = event.record.timestamp > 0 ? now - event.record.timestamp : 0
                     if age > configuration.retry.maxDelayAgeMilliseconds {
                         return await deadLetter(
-                            event, handler: handler.name, error: .delay("still not available after \(age) ms", afterMilliseconds: after),
-                            attempts: attempts + 1, first: firstFailure!)
+                            event,
+                            handler: handler.name,
+                            error: .delay("still not available after \(age) ms", afterMilliseconds: after),
+                            attempts: attempts + 1,
+                            first: firstFailure!
+                        )
                     }
                     metrics.count(handler: handler.name, outcome: "delayed")
                     try? await Task.sleep(for: .milliseconds(max(1, after)))
@@ -407,16 +516,30 @@ public final class WorkerRuntime: @unchecked Sendable {
         }
     }
 
-    private func deadLetter(_ event: WorkerEvent, handler: String, error: HandlerFailure, attempts: Int, first: Int64)
+    private func deadLetter(
+        _ event: WorkerEvent,
+        handler: String,
+        error: HandlerFailure,
+        attempts: Int,
+        first: Int64
+    )
         async -> ItemResult
     {
         let reason = DeadLetterReason(
-            handler: handler, errorClass: error.errorClass, message: error.message, attempts: attempts,
-            firstFailureMilliseconds: first, lastFailureMilliseconds: Self.nowMilliseconds())
+            handler: handler,
+            errorClass: error.errorClass,
+            message: error.message,
+            attempts: attempts,
+            firstFailureMilliseconds: first,
+            lastFailureMilliseconds: Self.nowMilliseconds()
+        )
         do {
             try await deadLetters.send(event.record, reason: reason)
         } catch {
-            logger.error("dead-letter write failed: event will be redelivered", metadata: ["kafka.error": "\(error.message)"])
+            logger.error(
+                "dead-letter write failed: event will be redelivered",
+                metadata: ["kafka.error": "\(error.message)"]
+            )
             return .unfinished
         }
         logger.warning(
@@ -424,7 +547,8 @@ public final class WorkerRuntime: @unchecked Sendable {
             metadata: [
                 "worker.handler": "\(handler)", "error.class": "\(reason.errorClass)",
                 "kafka.topic": "\(event.record.topic)", "kafka.offset": "\(event.record.offset)",
-            ])
+            ]
+        )
         metrics.count(handler: handler, outcome: "dead_lettered")
         metrics.dlqWrites.increment()
         return .deadLettered
@@ -434,7 +558,8 @@ public final class WorkerRuntime: @unchecked Sendable {
         await withCheckedContinuation { continuation in pollQueue.async { continuation.resume(returning: body()) } }
     }
 
-    private func onPollQueueThrowing(_ body: @escaping @Sendable () throws(KafkaError) -> Void) async throws(KafkaError) {
+    private func onPollQueueThrowing(_ body: @escaping @Sendable () throws(KafkaError) -> Void) async throws(KafkaError)
+    {
         let result: Result<Void, KafkaError> = await onPollQueue { Result { () throws(KafkaError) in try body() } }
         try result.get()
     }

@@ -40,8 +40,14 @@ public final class WorkerService: Service, HTTPRequestHandler, @unchecked Sendab
     public func run() async throws {
         let server = try HTTPServer(
             configuration: HTTPServerConfiguration(
-                host: configuration.httpHost, port: configuration.httpPort, eventLoopCount: 1, maxConnections: 256),
-            handler: self, logger: logger)
+                host: configuration.httpHost,
+                port: configuration.httpPort,
+                eventLoopCount: 1,
+                maxConnections: 256
+            ),
+            handler: self,
+            logger: logger
+        )
         self.server = server
         try server.start()
         logger.info("worker HTTP endpoints listening", metadata: ["worker.http.port": "\(server.port)"])
@@ -64,15 +70,20 @@ public final class WorkerService: Service, HTTPRequestHandler, @unchecked Sendab
             case .running:
                 responder.respond(.json(.ok, "{\"status\":\"ready\"}"))
             case .paused(let reason):
-                responder.respond(.json(.serviceUnavailable, "{\"status\":\"paused\",\"reason\":\(JSONString.quote(reason))}"))
+                responder.respond(
+                    .json(.serviceUnavailable, "{\"status\":\"paused\",\"reason\":\(JSONString.quote(reason))}")
+                )
             case .starting, .stopped:
                 responder.respond(.json(.serviceUnavailable, "{\"status\":\"not ready\"}"))
             }
         case ("GET", "/metrics"):
             responder.respond(
                 HTTPResponse(
-                    status: .ok, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                    body: runtime.metrics.registry.emitToBuffer()))
+                    status: .ok,
+                    headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                    body: runtime.metrics.registry.emitToBuffer()
+                )
+            )
         case ("POST", "/resume"):
             runtime.requestResume()
             responder.respond(.json(.accepted, "{\"status\":\"resuming\"}"))

@@ -13,7 +13,8 @@ import ServiceLifecycle
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingest-worker",
-        abstract: "Consumes raw Genesys events from Kafka and runs handlers with idempotency, retries and dead letters.",
+        abstract:
+            "Consumes raw Genesys events from Kafka and runs handlers with idempotency, retries and dead letters.",
         discussion: "Configuration comes from INGEST_* environment variables (see README.md); flags override them."
     )
 
@@ -34,8 +35,11 @@ struct WorkerCommand: AsyncParsableCommand {
         if let httpPort { env["INGEST_WORKER_HTTP_PORT"] = String(httpPort) }
         let environment = EnvironmentReader(env) { path in Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
         let levelName = logLevel ?? environment.string("INGEST_LOG_LEVEL", default: "info")
-        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("unknown log level '\(levelName)'") }
-        guard let format = LogFormat(rawValue: logFormat ?? environment.string("INGEST_LOG_FORMAT", default: "text")) else {
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("unknown log level '\(levelName)'")
+        }
+        guard let format = LogFormat(rawValue: logFormat ?? environment.string("INGEST_LOG_FORMAT", default: "text"))
+        else {
             throw ValidationError("log format must be text or json")
         }
         LoggingBootstrap.bootstrap(format: format, level: level)
@@ -46,19 +50,28 @@ struct WorkerCommand: AsyncParsableCommand {
         do {
             config = try WorkerConfiguration(
                 environment: environment,
-                defaultWorkerID: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
+                defaultWorkerID: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+            )
         } catch {
             throw ValidationError("configuration error: \(error.message)")
         }
         let store = try WorkerService.openStore(config.storeURL)
         let handlers = WorkerService.makeHandlers(config)
         let runtime = try WorkerRuntime(
-            configuration: config, handlers: handlers, store: store, logger: logger,
-            metrics: WorkerMetrics(handlers: handlers.map(\.name)))
+            configuration: config,
+            handlers: handlers,
+            store: store,
+            logger: logger,
+            metrics: WorkerMetrics(handlers: handlers.map(\.name))
+        )
         let service = WorkerService(runtime: runtime, configuration: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: [.init(service: service)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await group.run()
     }
 }

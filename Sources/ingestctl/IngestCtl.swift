@@ -10,7 +10,7 @@ struct IngestCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingestctl",
         abstract: "Operate GenesysIngest: send signed test events, manage topics, inspect records.",
-        subcommands: [Send.self, Topics.self, Count.self, Tail.self]
+        subcommands: [Send.self, Topics.self, Count.self, Tail.self, DLQ.self]
     )
 }
 

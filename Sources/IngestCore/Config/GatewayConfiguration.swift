@@ -186,7 +186,10 @@ public struct GatewayConfiguration: Sendable {
     }
 
     /// `key=value,key=value` → dictionary.
-    static func parseProperties(_ text: String, variable: String = "INGEST_KAFKA_PROPERTIES") throws(ConfigurationError)
+    static func parseProperties(
+        _ text: String,
+        variable: String = "INGEST_KAFKA_PROPERTIES"
+    ) throws(ConfigurationError)
         -> [String: String]
     {
         var out: [String: String] = [:]

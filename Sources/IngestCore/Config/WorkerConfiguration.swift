@@ -11,7 +11,7 @@ public struct WorkerConfiguration: Sendable {
     /// `sqlite:<path>` or `postgres://…`.
     public var storeURL = "sqlite:ingest-worker.sqlite"
     public var retentionMilliseconds: Int64 = 96 * 3_600_000
-    public var leaseMilliseconds: Int64 = 60_000
+    public var leaseMilliseconds: Int64 = 30_000
     public var retry = RetryPolicy()
     public var httpHost = "0.0.0.0"
     public var httpPort = 9090
@@ -27,7 +27,8 @@ public struct WorkerConfiguration: Sendable {
         "INGEST_WORKER_HANDLERS", "INGEST_WORKER_CONCURRENCY", "INGEST_WORKER_BATCH_SIZE", "INGEST_WORKER_POLL_MS",
         "INGEST_STORE_URL", "INGEST_DEDUP_RETENTION_HOURS", "INGEST_CLAIM_LEASE_MS", "INGEST_RETRY_ATTEMPTS",
         "INGEST_RETRY_BACKOFF_MS", "INGEST_DELAY_MAX_AGE_MS", "INGEST_WORKER_HTTP_HOST", "INGEST_WORKER_HTTP_PORT",
-        "INGEST_KAFKA_CONSUMER_PROPERTIES", "INGEST_WORKER_ID", "INGEST_RECORD_WORK_MS", "INGEST_LOG_LEVEL",
+        "INGEST_KAFKA_CONSUMER_PROPERTIES", "INGEST_WORKER_ID", "INGEST_RECORD_WORK_MS", "INGEST_RECORD_POISON_MARKER",
+        "INGEST_RECORD_RETRYABLE_MARKER", "INGEST_RECORD_FATAL_MARKER", "INGEST_LOG_LEVEL",
         "INGEST_LOG_FORMAT",
     ]
 
@@ -39,7 +40,8 @@ public struct WorkerConfiguration: Sendable {
         handlers = Self.list(env.string("INGEST_WORKER_HANDLERS")) ?? handlers
         for h in handlers where !Self.knownHandlers.contains(h) {
             throw ConfigurationError(
-                "INGEST_WORKER_HANDLERS names '\(h)'; known handlers: \(Self.knownHandlers.joined(separator: ", "))")
+                "INGEST_WORKER_HANDLERS names '\(h)'; known handlers: \(Self.knownHandlers.joined(separator: ", "))"
+            )
         }
         concurrency = try env.int("INGEST_WORKER_CONCURRENCY", default: concurrency, range: 1...10_000)
         batchSize = try env.int("INGEST_WORKER_BATCH_SIZE", default: batchSize, range: 1...100_000)
@@ -51,18 +53,28 @@ public struct WorkerConfiguration: Sendable {
         }
         retentionMilliseconds =
             Int64(try env.int("INGEST_DEDUP_RETENTION_HOURS", default: 96, range: 1...24 * 365)) * 3_600_000
-        leaseMilliseconds = Int64(try env.int("INGEST_CLAIM_LEASE_MS", default: 60_000, range: 100...86_400_000))
+        leaseMilliseconds = Int64(try env.int("INGEST_CLAIM_LEASE_MS", default: 30_000, range: 100...86_400_000))
         retry.maxAttempts = try env.int("INGEST_RETRY_ATTEMPTS", default: retry.maxAttempts, range: 1...100)
         retry.baseBackoffMilliseconds = try env.int(
-            "INGEST_RETRY_BACKOFF_MS", default: retry.baseBackoffMilliseconds, range: 0...600_000)
+            "INGEST_RETRY_BACKOFF_MS",
+            default: retry.baseBackoffMilliseconds,
+            range: 0...600_000
+        )
         retry.maxDelayAgeMilliseconds = Int64(
-            try env.int("INGEST_DELAY_MAX_AGE_MS", default: Int(retry.maxDelayAgeMilliseconds), range: 0...Int.max))
+            try env.int("INGEST_DELAY_MAX_AGE_MS", default: Int(retry.maxDelayAgeMilliseconds), range: 0...Int.max)
+        )
         httpHost = env.string("INGEST_WORKER_HTTP_HOST", default: httpHost)
         httpPort = try env.int("INGEST_WORKER_HTTP_PORT", default: httpPort, range: 0...65535)
         consumerProperties = try GatewayConfiguration.parseProperties(
-            env.string("INGEST_KAFKA_CONSUMER_PROPERTIES") ?? "", variable: "INGEST_KAFKA_CONSUMER_PROPERTIES")
+            env.string("INGEST_KAFKA_CONSUMER_PROPERTIES") ?? "",
+            variable: "INGEST_KAFKA_CONSUMER_PROPERTIES"
+        )
         workerID = env.string("INGEST_WORKER_ID", default: defaultWorkerID)
         recordHandler.workMilliseconds = try env.int("INGEST_RECORD_WORK_MS", default: 0, range: 0...60_000)
+        // Set to an empty value to disable a failure class.
+        if let v = env.values["INGEST_RECORD_POISON_MARKER"] { recordHandler.poisonMarker = v }
+        if let v = env.values["INGEST_RECORD_RETRYABLE_MARKER"] { recordHandler.retryableMarker = v }
+        if let v = env.values["INGEST_RECORD_FATAL_MARKER"] { recordHandler.fatalMarker = v }
     }
 
     public static let knownHandlers = ["noop", "record"]

@@ -41,7 +41,8 @@ public enum DedupKey {
     /// Derives the key from a raw event body.
     /// - Throws: `JSONScanError` when the body is not a JSON object.
     public static func derive(from body: [UInt8]) throws(JSONScanError) -> Derived {
-        let captured = try body.withUnsafeBufferPointer { (p) throws(JSONScanError) -> [String?] in try scanner.scan(p) }
+        let captured = try body.withUnsafeBufferPointer { (p) throws(JSONScanError) -> [String?] in try scanner.scan(p)
+        }
         func value(_ p: Path) -> String? {
             guard let v = captured[p.rawValue], !v.isEmpty else { return nil }
             return v
@@ -51,8 +52,10 @@ public enum DedupKey {
         let conversation = value(.detailConversation) ?? value(.bodyConversation)
         if let id = value(.id) {
             return Derived(
-                key: "id:" + id, topicName: topicName,
-                conversationID: route.family == .conversation ? route.entityID ?? conversation : conversation)
+                key: "id:" + id,
+                topicName: topicName,
+                conversationID: route.family == .conversation ? route.entityID ?? conversation : conversation
+            )
         }
         let eventTime = value(.detailEventTime) ?? value(.bodyEventTime) ?? ""
         switch route.family {
@@ -62,13 +65,17 @@ public enum DedupKey {
             let participant = value(.detailParticipant) ?? value(.bodyParticipant) ?? ""
             let session = value(.detailSession) ?? value(.bodySession) ?? ""
             return Derived(
-                key: "conv:\(cid)|\(type)|\(participant)|\(session)|\(eventTime)", topicName: topicName,
-                conversationID: cid.isEmpty ? nil : cid)
+                key: "conv:\(cid)|\(type)|\(participant)|\(session)|\(eventTime)",
+                topicName: topicName,
+                conversationID: cid.isEmpty ? nil : cid
+            )
         default:
             let entity = route.entityID ?? ""
             return Derived(
-                key: "\(route.family.rawValue):\(entity)|\(topicName ?? "")|\(eventTime)", topicName: topicName,
-                conversationID: conversation)
+                key: "\(route.family.rawValue):\(entity)|\(topicName ?? "")|\(eventTime)",
+                topicName: topicName,
+                conversationID: conversation
+            )
         }
     }
 

@@ -1,0 +1,358 @@
+import Foundation
+import IngestCore
+import IngestKafka
+import IngestStore
+import IngestTesting
+import Logging
+import Synchronization
+import Testing
+
+/// A real `ingest-worker` process with the `record` handler and a SQLite store.
+final class WorkerProcess {
+    let child: ChildProcess
+    let httpPort: Int
+
+    init(brokers: String, store: String, group: String, environment extra: [String: String] = [:]) throws {
+        var env: [String: String] = [
+            "INGEST_KAFKA_BROKERS": brokers,
+            "INGEST_STORE_URL": "sqlite:" + store,
+            "INGEST_WORKER_GROUP": group,
+            "INGEST_WORKER_HANDLERS": "record",
+            "INGEST_WORKER_HTTP_HOST": "127.0.0.1",
+            "INGEST_WORKER_HTTP_PORT": "0",
+            "INGEST_WORKER_TOPICS": "genesys.raw.conversation",
+            // Tansu: a group join waits for the rebalance timeout; keep it short.
+            "INGEST_KAFKA_CONSUMER_PROPERTIES": "max.poll.interval.ms=7000,session.timeout.ms=6000",
+            "INGEST_RETRY_BACKOFF_MS": "20",
+            // A killed worker's claims are taken over after this.
+            "INGEST_CLAIM_LEASE_MS": "3000",
+        ]
+        for (k, v) in extra { env[k] = v }
+        child = try ChildProcess(executable: BuiltProducts.path("ingest-worker"), environment: env, logName: "worker")
+        let deadline = Date().addingTimeInterval(20)
+        var port: Int?
+        while port == nil && Date() < deadline && child.isRunning {
+            if let range = child.output.range(of: #"worker\.http\.port=(\d+)"#, options: .regularExpression) {
+                port = Int(child.output[range].split(separator: "=")[1])
+            } else {
+                usleep(50_000)
+            }
+        }
+        guard let port else { throw RawHTTPClientError(description: "worker did not start: \(child.output)") }
+        httpPort = port
+    }
+
+    func get(_ path: String) throws -> RawHTTPResponse {
+        let client = try RawHTTPClient(port: httpPort)
+        try client.send(RawHTTPClient.request(method: "GET", path: path))
+        return try client.readResponse()
+    }
+}
+
+/// Produces records and waits for every acknowledgement.
+func produce(
+    _ broker: TansuBroker,
+    _ records: [(key: String, value: [UInt8])],
+    topic: String = "genesys.raw.conversation"
+)
+    async throws
+{
+    let acked = Atomic<Int>(0)
+    let producer = try KafkaProducer(
+        configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap),
+        logger: Logger(label: "test"),
+        onDeliveryReports: { reports in acked.add(reports.filter { $0.error == nil }.count, ordering: .relaxed) }
+    )
+    for (i, r) in records.enumerated() {
+        try producer.produce(topic: topic, key: Array(r.key.utf8), value: r.value, headers: [], token: UInt64(i + 1))
+    }
+    let deadline = Date().addingTimeInterval(30)
+    while acked.load(ordering: .relaxed) < records.count && Date() < deadline {
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    producer.close()
+    #expect(acked.load(ordering: .relaxed) == records.count)
+}
+
+func createTopic(_ broker: TansuBroker, _ name: String = "genesys.raw.conversation", partitions: Int32 = 6) throws {
+    try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap))
+        .createTopics([.init(name: name, partitions: partitions)])
+}
+
+/// Side effects recorded so far (read through a second connection to the worker's SQLite file).
+func sideEffects(_ path: String) async throws -> [SideEffect] {
+    let store = try SQLiteIdempotencyStore(path: path)
+    defer { Task { await store.close() } }
+    return try await store.sideEffects(handler: "record")
+}
+
+func waitForSideEffects(_ path: String, count: Int, timeout: Double = 60) async throws -> [SideEffect] {
+    let deadline = Date().addingTimeInterval(timeout)
+    var effects: [SideEffect] = []
+    while Date() < deadline {
+        effects = try await sideEffects(path)
+        if effects.count >= count { break }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    try await Task.sleep(for: .milliseconds(500))  // anything extra would show up now
+    return try await sideEffects(path)
+}
+
+func event(
+    conversation: String,
+    id: String?,
+    type: String = "customer.start",
+    participant: String = "p1",
+    extra: String = ""
+)
+    -> [UInt8]
+{
+    let idField = id.map { "\"id\":\"\($0)\"," } ?? ""
+    return Array(
+        """
+        {\(idField)"detail":{"topicName":"v2.detail.events.conversation.\(conversation).\(type)","eventBody":{\
+        "eventTime":1649237444949,"conversationId":"\(conversation)","participantId":"\(participant)",\
+        "sessionId":"s-\(participant)"\(extra)}}}
+        """.utf8
+    )
+}
+
+/// Reads `topic` from the beginning once it exists (dead-letter topics appear on first write).
+func readWhenPresent(
+    _ kafka: KafkaClientConfiguration,
+    topic: String,
+    expected: Int,
+    timeout: Double = 30
+) async throws
+    -> [KafkaRecord]
+{
+    let deadline = Date().addingTimeInterval(timeout)
+    var records: [KafkaRecord] = []
+    while Date() < deadline {
+        records = try KafkaConsumer.readAll(
+            configuration: kafka,
+            topics: [topic],
+            expected: expected,
+            idleMilliseconds: 1000
+        )
+        if records.count >= expected { break }
+        try await Task.sleep(for: .milliseconds(300))
+    }
+    return records
+}
+
+private func temporaryDatabase() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("ingest-worker-\(UUID().uuidString).sqlite").path
+}
+
+@Suite("Worker end to end: real worker processes, real Tansu broker, SQLite", .serialized)
+struct WorkerEndToEndTests {
+    @Test func duplicateDeliveriesGiveOneSideEffectEach() async throws {
+        let broker = try TansuBroker()
+        try createTopic(broker)
+        let db = temporaryDatabase()
+        // One EventBridge event delivered three times; two customer.start events of one
+        // conversation for different participants (no envelope id), each delivered twice.
+        let withID = event(conversation: "c-a", id: "env-1")
+        let p1 = event(conversation: "c-b", id: nil, participant: "p1")
+        let p2 = event(conversation: "c-b", id: nil, participant: "p2")
+        try await produce(
+            broker,
+            [("c-a", withID), ("c-a", withID), ("c-b", p1), ("c-b", p2), ("c-b", p1), ("c-a", withID), ("c-b", p2)]
+        )
+        let worker = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "dups")
+        let effects = try await waitForSideEffects(db, count: 3)
+        #expect(effects.count == 3, "\(effects.map(\.payload))")
+        #expect(Set(effects.map(\.dedupKey)).count == 3)
+        let metrics = try worker.get("/metrics").bodyText
+        #expect(metrics.contains(#"ingest_worker_dedup_hits_total 4"#))
+        #expect(try worker.get("/readyz").status == 200)
+    }
+
+    @Test func perKeyOrderHoldsUnderConcurrency() async throws {
+        let broker = try TansuBroker()
+        try createTopic(broker, partitions: 3)
+        let db = temporaryDatabase()
+        var records: [(key: String, value: [UInt8])] = []
+        for seq in 0..<60 {
+            for c in 0..<8 {
+                records.append(
+                    ("conv-\(c)", event(conversation: "conv-\(c)", id: "e-\(c)-\(seq)", extra: ",\"seq\":\(seq)"))
+                )
+            }
+        }
+        try await produce(broker, records)
+        let worker = try WorkerProcess(
+            brokers: broker.bootstrap,
+            store: db,
+            group: "order",
+            environment: ["INGEST_WORKER_CONCURRENCY": "8", "INGEST_WORKER_BATCH_SIZE": "64"]
+        )
+        let effects = try await waitForSideEffects(db, count: records.count)
+        #expect(effects.count == records.count)
+        // Side effects are recorded in handling order; per conversation, offsets must ascend.
+        var lastOffset: [String: Int] = [:]
+        for e in effects {
+            let parts = e.payload.split(separator: " ")
+            let offset = Int(parts[0].split(separator: "/")[2])!
+            let conversation = String(parts[1])
+            if let last = lastOffset[conversation] { #expect(offset > last, "\(conversation) out of order") }
+            lastOffset[conversation] = offset
+        }
+        #expect(lastOffset.count == 8)
+        #expect(worker.child.isRunning)
+    }
+
+    /// SIGKILL mid-stream, restart: nothing lost, no side effect applied twice.
+    @Test func sigkillMidStreamThenRestartLosesNothingAndAppliesNothingTwice() async throws {
+        let broker = try TansuBroker()
+        try createTopic(broker)
+        let db = temporaryDatabase()
+        let total = 1500
+        try await produce(
+            broker,
+            (0..<total).map { i in ("c-\(i % 50)", event(conversation: "c-\(i % 50)", id: "k-\(i)")) }
+        )
+        let env = ["INGEST_RECORD_WORK_MS": "2", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "100"]
+        let first = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "kill", environment: env)
+        var seen = 0
+        let deadline = Date().addingTimeInterval(60)
+        while seen < total / 4 && Date() < deadline {
+            seen = try await sideEffects(db).count
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        first.child.signal(SIGKILL)
+        _ = first.child.waitForExit(timeout: 5)
+        let before = try await sideEffects(db).count
+        #expect(before > 0 && before < total, "killed mid-stream (\(before) of \(total) done)")
+        let second = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "kill", environment: env)
+        let effects = try await waitForSideEffects(db, count: total, timeout: 90)
+        #expect(effects.count == total)
+        #expect(Set(effects.map(\.dedupKey)).count == total, "no side effect applied twice")
+        #expect(second.child.isRunning)
+    }
+
+    /// Two workers share the group and the store; one is killed; the other finishes its work.
+    @Test func twoWorkersOneKilledTheOtherTakesOver() async throws {
+        let broker = try TansuBroker()
+        try createTopic(broker)
+        let db = temporaryDatabase()
+        let total = 1200
+        let env = ["INGEST_RECORD_WORK_MS": "2", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "50"]
+        let a = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "pair", environment: env)
+        let b = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "pair", environment: env)
+        try await Task.sleep(for: .seconds(4))  // both joined
+        try await produce(
+            broker,
+            (0..<total).map { i in ("c-\(i % 60)", event(conversation: "c-\(i % 60)", id: "t-\(i)")) }
+        )
+        var seen = 0
+        let deadline = Date().addingTimeInterval(60)
+        while seen < total / 5 && Date() < deadline {
+            seen = try await sideEffects(db).count
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        a.child.signal(SIGKILL)
+        let effects = try await waitForSideEffects(db, count: total, timeout: 90)
+        #expect(effects.count == total)
+        #expect(Set(effects.map(\.dedupKey)).count == total)
+        #expect(b.child.isRunning)
+    }
+
+    /// Poison → DLQ with its headers; after the fix, a dry run changes nothing and a replay is
+    /// handled exactly once (a second replay is a duplicate).
+    @Test func poisonIsDeadLetteredAndReplayIsHandledOnce() async throws {
+        let broker = try TansuBroker()
+        try createTopic(broker)
+        let db = temporaryDatabase()
+        let poison = event(conversation: "c-p", id: "poison-1", extra: #","ingest-test":"poison""#)
+        let retry = event(conversation: "c-r", id: "retry-1", extra: #","ingest-test":"fail""#)
+        try await produce(broker, [("c-p", poison), ("c-r", retry), ("c-ok", event(conversation: "c-ok", id: "ok-1"))])
+        let worker = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "dlq")
+        let kafka = KafkaClientConfiguration(bootstrapServers: broker.bootstrap)
+        let dead = try await readWhenPresent(kafka, topic: "genesys.raw.conversation.dlq", expected: 2)
+        #expect(dead.count == 2)
+        let byClass = Dictionary(uniqueKeysWithValues: dead.map { ($0.header("dlq-error-class") ?? "", $0) })
+        let p = try #require(byClass["poison"])
+        #expect(p.value == poison)
+        #expect(p.key == Array("c-p".utf8))
+        #expect(p.header("dlq-origin-topic") == "genesys.raw.conversation")
+        #expect(p.header("dlq-origin-partition") != nil && p.header("dlq-origin-offset") != nil)
+        #expect(p.header("dlq-consumer-group") == "dlq")
+        #expect(p.header("dlq-attempts") == "1")
+        #expect(p.header("dlq-error-message") == "event marked as poison")
+        #expect(Int64(p.header("dlq-first-failure-at") ?? "") ?? 0 > 0)
+        #expect(byClass["retryable"]?.header("dlq-attempts") == "3", "retried up to the attempt limit")
+        #expect(try await sideEffects(db).count == 1)
+        worker.child.signal(SIGTERM)
+        #expect(worker.child.waitForExit(timeout: 20) == 0, "graceful stop")
+
+        // The fix: a worker that no longer fails on these events.
+        let fixed = try WorkerProcess(
+            brokers: broker.bootstrap,
+            store: db,
+            group: "dlq",
+            environment: ["INGEST_RECORD_POISON_MARKER": "", "INGEST_RECORD_RETRYABLE_MARKER": ""]
+        )
+        let ctl = BuiltProducts.path("ingestctl")
+        let dry = try ChildProcess(
+            executable: ctl,
+            arguments: ["dlq", "replay", "--brokers", broker.bootstrap, "--dry-run"],
+            logName: "ctl"
+        )
+        #expect(dry.waitForExit(timeout: 30) == 0)
+        #expect(dry.output.contains("2 record(s) would be replayed"))
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await sideEffects(db).count == 1, "dry run changes nothing")
+
+        let replay = try ChildProcess(
+            executable: ctl,
+            arguments: ["dlq", "replay", "--brokers", broker.bootstrap, "--error-class", "poison", "--actor", "test"],
+            logName: "ctl"
+        )
+        #expect(replay.waitForExit(timeout: 30) == 0, "\(replay.output)")
+        var effects = try await waitForSideEffects(db, count: 2)
+        #expect(effects.count == 2)
+        #expect(effects.contains { $0.dedupKey == "record|id:poison-1" })
+        // Replaying the same dead letter again: idempotency makes it a no-op.
+        let again = try ChildProcess(
+            executable: ctl,
+            arguments: ["dlq", "replay", "--brokers", broker.bootstrap, "--error-class", "poison"],
+            logName: "ctl"
+        )
+        #expect(again.waitForExit(timeout: 30) == 0)
+        try await Task.sleep(for: .seconds(4))
+        effects = try await sideEffects(db)
+        #expect(effects.count == 2)
+        let audit = try KafkaConsumer.readAll(configuration: kafka, topics: ["ingest.dlq.audit"], expected: 2)
+        #expect(audit.count == 2)
+        #expect(audit.contains { String(decoding: $0.value, as: UTF8.self).contains("\"actor\":\"test\"") })
+        #expect(fixed.child.isRunning)
+    }
+
+    @Test func fatalFailurePausesWithoutDeadLettering() async throws {
+        let broker = try TansuBroker()
+        try createTopic(broker)
+        let db = temporaryDatabase()
+        try await produce(
+            broker,
+            [("c-f", event(conversation: "c-f", id: "fatal-1", extra: #","ingest-test":"fatal""#))]
+        )
+        let worker = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "fatal")
+        var paused = false
+        for _ in 0..<100 where !paused {
+            paused = try worker.get("/readyz").status == 503 && worker.child.output.contains("consumption paused")
+            if !paused { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(paused)
+        #expect(try worker.get("/readyz").bodyText.contains("paused"))
+        let kafka = KafkaClientConfiguration(bootstrapServers: broker.bootstrap)
+        let dead = try KafkaConsumer.readAll(
+            configuration: kafka,
+            topics: ["genesys.raw.conversation.dlq"],
+            idleMilliseconds: 1500
+        )
+        #expect(dead.isEmpty, "nothing dead-lettered")
+        #expect(try await sideEffects(db).isEmpty)
+    }
+}
