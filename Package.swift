@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "CSystemShims"),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Pure core: HTTP/1.1 parsing, envelope inspection and routing, signature schemes,
         // configuration. No I/O.
@@ -33,8 +34,8 @@ let package = Package(
             name: "IngestKafka",
             dependencies: ["CRdKafka", "CSystemShims", .product(name: "Logging", package: "swift-log")]
         ),
-        // The only importer of SQLite (and, later, libpq): idempotency stores.
-        .target(name: "IngestStore", dependencies: ["CSQLite"]),
+        // The only importer of SQLite and libpq: idempotency stores.
+        .target(name: "IngestStore", dependencies: ["CSQLite", "CLibPQ"]),
         // The worker runtime: consumer groups, idempotency, retries, dead letters.
         .target(
             name: "IngestWorker",

@@ -20,3 +20,6 @@ wait_for_port() {
     done
     return 1
 }
+
+POSTGRES_PORT="${POSTGRES_PORT:-5432}"
+POSTGRES_URL="${POSTGRES_URL:-postgres://ingest:ingest@127.0.0.1:$POSTGRES_PORT/ingest}"

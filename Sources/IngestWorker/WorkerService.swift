@@ -32,9 +32,9 @@ public final class WorkerService: Service, HTTPRequestHandler, @unchecked Sendab
     }
 
     /// Opens the store named by `INGEST_STORE_URL`.
-    public static func openStore(_ url: String) throws -> any IdempotencyStore {
+    public static func openStore(_ url: String, schema: String = "public") throws -> any IdempotencyStore {
         if url.hasPrefix("sqlite:") { return try SQLiteIdempotencyStore(path: String(url.dropFirst("sqlite:".count))) }
-        throw ConfigurationError("store \(url) is not supported yet: use sqlite:<path>")
+        return try PostgresIdempotencyStore(url: url, schema: schema)
     }
 
     public func run() async throws {

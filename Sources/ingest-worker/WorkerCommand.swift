@@ -55,7 +55,7 @@ struct WorkerCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("configuration error: \(error.message)")
         }
-        let store = try WorkerService.openStore(config.storeURL)
+        let store = try WorkerService.openStore(config.storeURL, schema: config.storeSchema)
         let handlers = WorkerService.makeHandlers(config)
         let runtime = try WorkerRuntime(
             configuration: config,

@@ -3,6 +3,8 @@ import Foundation
 import IngestCore
 import IngestKafka
 import IngestTesting
+import Logging
+import Synchronization
 
 /// `ingestctl`: operator tool — send signed test events, set up topics, read raw topics.
 @main
@@ -10,7 +12,7 @@ struct IngestCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingestctl",
         abstract: "Operate GenesysIngest: send signed test events, manage topics, inspect records.",
-        subcommands: [Send.self, Topics.self, Count.self, Tail.self, DLQ.self]
+        subcommands: [Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self]
     )
 }
 
@@ -76,6 +78,66 @@ struct Send: ParsableCommand {
         print("sent \(count) in \(String(format: "%.2f", elapsed)) s — \(summary)")
         if statuses.keys.contains(where: { $0 != 202 }) { throw ExitCode(1) }
     }
+}
+
+struct Produce: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Produce generated conversation events straight to Kafka (load for worker benchmarks)."
+    )
+    @OptionGroup var broker: BrokerOptions
+    @Option(help: "Topic.") var topic: String = "genesys.raw.conversation"
+    @Option(help: "Number of events.") var count: Int = 10_000
+    @Option(help: "Distinct conversations (Kafka keys).") var conversations: Int = 1000
+    @Option(help: "Approximate body size in bytes.") var size: Int = 1500
+
+    func run() throws {
+        let failures = FailureCount()
+        let producer = try KafkaProducer(
+            configuration: broker.kafka,
+            logger: Logger(label: "ingestctl"),
+            onDeliveryReports: { reports in
+                failures.count.add(reports.filter { $0.error != nil }.count, ordering: .relaxed)
+            }
+        )
+        let ids = (0..<max(1, conversations)).map { _ in EventFactory.uuid() }
+        let start = Date()
+        for i in 0..<count {
+            let conversation = ids[i % ids.count]
+            let body = EventFactory.conversationEvent(conversationID: conversation, targetSize: size)
+            // Back off while the local queue is full.
+            while !produceOnce(producer, key: Array(conversation.utf8), value: body, token: UInt64(i + 1)) {
+                Thread.sleep(forTimeInterval: 0.005)
+            }
+        }
+        guard producer.flush(timeoutMilliseconds: 120_000) else {
+            throw ValidationError("not every record was acknowledged")
+        }
+        producer.close()
+        let failed = failures.count.load(ordering: .relaxed)
+        print(
+            "produced \(count - failed) of \(count) events in \(String(format: "%.1f", Date().timeIntervalSince(start))) s"
+        )
+        if failed > 0 { throw ExitCode(1) }
+    }
+
+    /// False when the local queue is full; other errors are fatal for the command.
+    private func produceOnce(_ producer: KafkaProducer, key: [UInt8], value: [UInt8], token: UInt64) -> Bool {
+        let result = Result { () throws(KafkaError) in
+            try producer.produce(topic: topic, key: key, value: value, headers: [], token: token)
+        }
+        switch result {
+        case .success: return true
+        case .failure(let error):
+            if error.isQueueFull { return false }
+            FileHandle.standardError.write(Data("produce failed: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+}
+
+/// Failed deliveries, counted from the producer's report queue.
+final class FailureCount: Sendable {
+    let count = Atomic<Int>(0)
 }
 
 struct Topics: ParsableCommand {

@@ -12,10 +12,11 @@ final class WorkerProcess {
     let child: ChildProcess
     let httpPort: Int
 
-    init(brokers: String, store: String, group: String, environment extra: [String: String] = [:]) throws {
+    init(brokers: String, store: TestStore, group: String, environment extra: [String: String] = [:]) throws {
         var env: [String: String] = [
             "INGEST_KAFKA_BROKERS": brokers,
-            "INGEST_STORE_URL": "sqlite:" + store,
+            "INGEST_STORE_URL": store.url,
+            "INGEST_STORE_SCHEMA": store.schema,
             "INGEST_WORKER_GROUP": group,
             "INGEST_WORKER_HANDLERS": "record",
             "INGEST_WORKER_HTTP_HOST": "127.0.0.1",
@@ -79,14 +80,29 @@ func createTopic(_ broker: TansuBroker, _ name: String = "genesys.raw.conversati
         .createTopics([.init(name: name, partitions: partitions)])
 }
 
-/// Side effects recorded so far (read through a second connection to the worker's SQLite file).
-func sideEffects(_ path: String) async throws -> [SideEffect] {
-    let store = try SQLiteIdempotencyStore(path: path)
-    defer { Task { await store.close() } }
-    return try await store.sideEffects(handler: "record")
+/// A fresh store for one test: a SQLite file or a PostgreSQL schema.
+struct TestStore {
+    var kind: StoreKind
+    var location: String
+
+    init(_ kind: StoreKind) throws {
+        self.kind = kind
+        self.location = try kind.make().location
+    }
+
+    var url: String { kind == .sqlite ? "sqlite:" + location : testPostgresURL! }
+    var schema: String { kind == .sqlite ? "public" : location }
 }
 
-func waitForSideEffects(_ path: String, count: Int, timeout: Double = 60) async throws -> [SideEffect] {
+/// Side effects recorded so far (read through a second connection to the worker's store).
+func sideEffects(_ store: TestStore) async throws -> [SideEffect] {
+    let connection = try store.kind.make(sharing: store.location).store
+    let effects = try await connection.sideEffects(handler: "record")
+    await connection.close()
+    return effects
+}
+
+func waitForSideEffects(_ path: TestStore, count: Int, timeout: Double = 60) async throws -> [SideEffect] {
     let deadline = Date().addingTimeInterval(timeout)
     var effects: [SideEffect] = []
     while Date() < deadline {
@@ -141,16 +157,13 @@ func readWhenPresent(
     return records
 }
 
-private func temporaryDatabase() -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("ingest-worker-\(UUID().uuidString).sqlite").path
-}
-
-@Suite("Worker end to end: real worker processes, real Tansu broker, SQLite", .serialized)
+@Suite("Worker end to end: real worker processes, real Tansu broker, SQLite and PostgreSQL", .serialized)
 struct WorkerEndToEndTests {
-    @Test func duplicateDeliveriesGiveOneSideEffectEach() async throws {
+    @Test(arguments: StoreKind.available)
+    func duplicateDeliveriesGiveOneSideEffectEach(kind: StoreKind) async throws {
         let broker = try TansuBroker()
         try createTopic(broker)
-        let db = temporaryDatabase()
+        let db = try TestStore(kind)
         // One EventBridge event delivered three times; two customer.start events of one
         // conversation for different participants (no envelope id), each delivered twice.
         let withID = event(conversation: "c-a", id: "env-1")
@@ -172,7 +185,7 @@ struct WorkerEndToEndTests {
     @Test func perKeyOrderHoldsUnderConcurrency() async throws {
         let broker = try TansuBroker()
         try createTopic(broker, partitions: 3)
-        let db = temporaryDatabase()
+        let db = try TestStore(.sqlite)
         var records: [(key: String, value: [UInt8])] = []
         for seq in 0..<60 {
             for c in 0..<8 {
@@ -204,10 +217,11 @@ struct WorkerEndToEndTests {
     }
 
     /// SIGKILL mid-stream, restart: nothing lost, no side effect applied twice.
-    @Test func sigkillMidStreamThenRestartLosesNothingAndAppliesNothingTwice() async throws {
+    @Test(arguments: StoreKind.available)
+    func sigkillMidStreamThenRestartLosesNothingAndAppliesNothingTwice(kind: StoreKind) async throws {
         let broker = try TansuBroker()
         try createTopic(broker)
-        let db = temporaryDatabase()
+        let db = try TestStore(kind)
         let total = 1500
         try await produce(
             broker,
@@ -233,10 +247,11 @@ struct WorkerEndToEndTests {
     }
 
     /// Two workers share the group and the store; one is killed; the other finishes its work.
-    @Test func twoWorkersOneKilledTheOtherTakesOver() async throws {
+    @Test(arguments: StoreKind.available)
+    func twoWorkersOneKilledTheOtherTakesOver(kind: StoreKind) async throws {
         let broker = try TansuBroker()
         try createTopic(broker)
-        let db = temporaryDatabase()
+        let db = try TestStore(kind)
         let total = 1200
         let env = ["INGEST_RECORD_WORK_MS": "2", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "50"]
         let a = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "pair", environment: env)
@@ -264,7 +279,7 @@ struct WorkerEndToEndTests {
     @Test func poisonIsDeadLetteredAndReplayIsHandledOnce() async throws {
         let broker = try TansuBroker()
         try createTopic(broker)
-        let db = temporaryDatabase()
+        let db = try TestStore(.sqlite)
         let poison = event(conversation: "c-p", id: "poison-1", extra: #","ingest-test":"poison""#)
         let retry = event(conversation: "c-r", id: "retry-1", extra: #","ingest-test":"fail""#)
         try await produce(broker, [("c-p", poison), ("c-r", retry), ("c-ok", event(conversation: "c-ok", id: "ok-1"))])
@@ -333,7 +348,7 @@ struct WorkerEndToEndTests {
     @Test func fatalFailurePausesWithoutDeadLettering() async throws {
         let broker = try TansuBroker()
         try createTopic(broker)
-        let db = temporaryDatabase()
+        let db = try TestStore(.sqlite)
         try await produce(
             broker,
             [("c-f", event(conversation: "c-f", id: "fatal-1", extra: #","ingest-test":"fatal""#))]

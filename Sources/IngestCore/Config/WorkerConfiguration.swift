@@ -10,6 +10,8 @@ public struct WorkerConfiguration: Sendable {
     public var pollMilliseconds = 100
     /// `sqlite:<path>` or `postgres://…`.
     public var storeURL = "sqlite:ingest-worker.sqlite"
+    /// PostgreSQL schema for the store's tables.
+    public var storeSchema = "public"
     public var retentionMilliseconds: Int64 = 96 * 3_600_000
     public var leaseMilliseconds: Int64 = 30_000
     public var retry = RetryPolicy()
@@ -25,7 +27,8 @@ public struct WorkerConfiguration: Sendable {
     public static let variableNames = [
         "INGEST_KAFKA_BROKERS", "INGEST_TOPIC_PREFIX", "INGEST_WORKER_GROUP", "INGEST_WORKER_TOPICS",
         "INGEST_WORKER_HANDLERS", "INGEST_WORKER_CONCURRENCY", "INGEST_WORKER_BATCH_SIZE", "INGEST_WORKER_POLL_MS",
-        "INGEST_STORE_URL", "INGEST_DEDUP_RETENTION_HOURS", "INGEST_CLAIM_LEASE_MS", "INGEST_RETRY_ATTEMPTS",
+        "INGEST_STORE_URL", "INGEST_STORE_SCHEMA", "INGEST_DEDUP_RETENTION_HOURS", "INGEST_CLAIM_LEASE_MS",
+        "INGEST_RETRY_ATTEMPTS",
         "INGEST_RETRY_BACKOFF_MS", "INGEST_DELAY_MAX_AGE_MS", "INGEST_WORKER_HTTP_HOST", "INGEST_WORKER_HTTP_PORT",
         "INGEST_KAFKA_CONSUMER_PROPERTIES", "INGEST_WORKER_ID", "INGEST_RECORD_WORK_MS", "INGEST_RECORD_POISON_MARKER",
         "INGEST_RECORD_RETRYABLE_MARKER", "INGEST_RECORD_FATAL_MARKER", "INGEST_LOG_LEVEL",
@@ -51,6 +54,7 @@ public struct WorkerConfiguration: Sendable {
         else {
             throw ConfigurationError("INGEST_STORE_URL must be sqlite:<path> or postgres://user@host/db")
         }
+        storeSchema = env.string("INGEST_STORE_SCHEMA", default: storeSchema)
         retentionMilliseconds =
             Int64(try env.int("INGEST_DEDUP_RETENTION_HOURS", default: 96, range: 1...24 * 365)) * 3_600_000
         leaseMilliseconds = Int64(try env.int("INGEST_CLAIM_LEASE_MS", default: 30_000, range: 100...86_400_000))

@@ -7,10 +7,36 @@ private func temporaryDatabase() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("ingest-store-\(UUID().uuidString).sqlite").path
 }
 
-@Suite("SQLite idempotency store")
-struct SQLiteStoreTests {
-    @Test func claimCompleteThenDuplicateWithinTheWindow() async throws {
-        let store = try SQLiteIdempotencyStore(path: temporaryDatabase())
+/// The PostgreSQL test database (Scripts/test starts one and exports this variable).
+let testPostgresURL = ProcessInfo.processInfo.environment["INGEST_TEST_POSTGRES_URL"]
+
+/// Which store a test runs against; PostgreSQL cases run when `INGEST_TEST_POSTGRES_URL` is set.
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    static var available: [StoreKind] { testPostgresURL == nil ? [.sqlite] : allCases }
+
+    /// A fresh, empty store; `sharing` names one to open a second connection to.
+    func make(sharing location: String? = nil) throws -> (store: any IdempotencyStore, location: String) {
+        switch self {
+        case .sqlite:
+            let path = location ?? temporaryDatabase()
+            return (try SQLiteIdempotencyStore(path: path), path)
+        case .postgres:
+            let schema =
+                location ?? "t_" + UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "")
+            return (try PostgresIdempotencyStore(url: testPostgresURL!, schema: schema), schema)
+        }
+    }
+}
+
+@Suite("Idempotency stores (SQLite and PostgreSQL)")
+struct IdempotencyStoreTests {
+    @Test(arguments: StoreKind.available)
+    func claimCompleteThenDuplicateWithinTheWindow(kind: StoreKind) async throws {
+        let store = try kind.make().store
         let first = try await store.claim(["a", "b"], owner: "w1", nowMilliseconds: 1000, leaseMilliseconds: 500)
         #expect(first == ["a": .claimed, "b": .claimed])
         let done = try await store.complete(
@@ -31,8 +57,9 @@ struct SQLiteStoreTests {
         #expect(try await store.sideEffects(handler: "h").map(\.payload) == ["1"])
     }
 
-    @Test func anExpiredLeaseIsTakenOverAndTheOldOwnerCannotComplete() async throws {
-        let store = try SQLiteIdempotencyStore(path: temporaryDatabase())
+    @Test(arguments: StoreKind.available)
+    func anExpiredLeaseIsTakenOverAndTheOldOwnerCannotComplete(kind: StoreKind) async throws {
+        let store = try kind.make().store
         _ = try await store.claim(["k"], owner: "crashed", nowMilliseconds: 0, leaseMilliseconds: 100)
         #expect(
             try await store.claim(["k"], owner: "w2", nowMilliseconds: 50, leaseMilliseconds: 100)["k"]
@@ -60,10 +87,10 @@ struct SQLiteStoreTests {
         #expect(try await store.sideEffects(handler: "h").map(\.payload) == ["new"])
     }
 
-    @Test func racingWorkersOnOneFileGetExactlyOneClaimPerKey() async throws {
-        let path = temporaryDatabase()
-        let a = try SQLiteIdempotencyStore(path: path)
-        let b = try SQLiteIdempotencyStore(path: path)
+    @Test(arguments: StoreKind.available)
+    func racingWorkersGetExactlyOneClaimPerKey(kind: StoreKind) async throws {
+        let (a, location) = try kind.make()
+        let b = try kind.make(sharing: location).store
         let keys = (0..<200).map { "key-\($0)" }
         async let fromA = a.claim(keys, owner: "A", nowMilliseconds: 0, leaseMilliseconds: 60_000)
         async let fromB = b.claim(keys.reversed(), owner: "B", nowMilliseconds: 0, leaseMilliseconds: 60_000)
@@ -74,8 +101,9 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test func releaseAndPurge() async throws {
-        let store = try SQLiteIdempotencyStore(path: temporaryDatabase())
+    @Test(arguments: StoreKind.available)
+    func releaseAndPurge(kind: StoreKind) async throws {
+        let store = try kind.make().store
         _ = try await store.claim(["x", "y"], owner: "w", nowMilliseconds: 0, leaseMilliseconds: 1000)
         try await store.release(["x"], owner: "w")
         #expect(
@@ -105,5 +133,19 @@ struct SQLiteStoreTests {
             try await reopened.claim(["p"], owner: "w2", nowMilliseconds: 5, leaseMilliseconds: 10)["p"] == .duplicate
         )
         #expect(throws: StoreError.self) { try SQLiteIdempotencyStore(path: "/nonexistent-dir/x.sqlite") }
+    }
+
+    @Test func postgresErrorsNameTheServerWithoutThePassword() {
+        do {
+            _ = try PostgresIdempotencyStore(url: "postgres://ingest:hunter2@127.0.0.1:1/nowhere")
+            Issue.record("expected a connection error")
+        } catch {
+            #expect("\(error)".contains("127.0.0.1:1"))
+            #expect(!"\(error)".contains("hunter2"))
+        }
+    }
+
+    @Test func arrayLiteralsEscapeQuotesAndBackslashes() {
+        #expect(PostgresIdempotencyStore.arrayLiteral(["a", #"b"c"#, #"d\e"#, ""]) == #"{"a","b\"c","d\\e",""}"#)
     }
 }

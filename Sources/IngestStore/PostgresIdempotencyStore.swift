@@ -1,0 +1,278 @@
+import CLibPQ
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shared store for scaled-out workers: PostgreSQL through libpq. Every operation is one
+/// statement over arrays (one round trip per batch, whatever its size), and claim/complete
+/// are atomic per statement, so racing workers get exactly one claim per key.
+///
+/// **Confinement:** the connection is used only on `queue`; every public method hops there.
+public final class PostgresIdempotencyStore: IdempotencyStore, @unchecked Sendable {
+    // @unchecked: `connection` is confined to `queue` (see above).
+    private var connection: OpaquePointer?
+    private let queue = DispatchQueue(label: "genesys-ingest.store.postgres")
+    private let url: String
+    private let schema: String
+
+    public static let schemaVersion = 1
+
+    /// Connects to `url` (a libpq URI such as `postgres://user:pw@host:5432/db`) and creates
+    /// or migrates the tables in `schema`.
+    public init(url: String, schema: String = "public") throws(StoreError) {
+        self.url = url
+        self.schema = schema
+        guard schema.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+            throw StoreError("PostgreSQL schema name '\(schema)' may contain only letters, digits and _")
+        }
+        let result: Result<Void, StoreError> = queue.sync { Result { () throws(StoreError) in try connect() } }
+        try result.get()
+    }
+
+    deinit {
+        if let connection { PQfinish(connection) }
+    }
+
+    /// A URL safe to log (password removed).
+    public var redactedURL: String {
+        // scheme://user:password@host… → scheme://user:***@host…
+        guard let at = url.lastIndex(of: "@"), let slashes = url.firstIndex(of: "/") else { return url }
+        let credentialsStart = url.index(slashes, offsetBy: 2, limitedBy: at) ?? at
+        guard let colon = url[credentialsStart..<at].firstIndex(of: ":") else { return url }
+        return String(url[..<colon]) + ":***" + String(url[at...])
+    }
+
+    private func connect() throws(StoreError) {
+        if let connection { PQfinish(connection) }
+        let c = PQconnectdb(url)
+        guard let c, PQstatus(c) == CONNECTION_OK else {
+            let message = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            if let c { PQfinish(c) }
+            connection = nil
+            throw StoreError("cannot connect to PostgreSQL at \(redactedURL): \(message.trimmingTrailingNewline)")
+        }
+        connection = c
+        try execute("SET application_name = 'genesys-ingest-worker'")
+        try execute("CREATE SCHEMA IF NOT EXISTS \(schema)")
+        try execute("SET search_path = \(schema)")
+        // Serialise concurrent migrations from several workers starting at once.
+        try execute("SELECT pg_advisory_lock(727274)")
+        defer { try? execute("SELECT pg_advisory_unlock(727274)") }
+        try execute(
+            """
+            CREATE TABLE IF NOT EXISTS ingest_schema_version (version INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS ingest_dedup (
+                dedup_key TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                lease_until BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                completed_at BIGINT
+            );
+            CREATE INDEX IF NOT EXISTS ingest_dedup_expires ON ingest_dedup (expires_at);
+            CREATE TABLE IF NOT EXISTS ingest_side_effects (
+                id BIGSERIAL PRIMARY KEY,
+                handler TEXT NOT NULL,
+                dedup_key TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                applied_at BIGINT NOT NULL
+            );
+            INSERT INTO ingest_schema_version (version)
+                SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ingest_schema_version);
+            """
+        )
+    }
+
+    public func close() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            queue.async {
+                if let connection = self.connection { PQfinish(connection) }
+                self.connection = nil
+                c.resume()
+            }
+        }
+    }
+
+    // MARK: - IdempotencyStore
+
+    public func claim(
+        _ keys: [String],
+        owner: String,
+        nowMilliseconds now: Int64,
+        leaseMilliseconds lease: Int64
+    )
+        async throws -> [String: ClaimOutcome]
+    {
+        let rows = try await query(
+            """
+            WITH input AS (SELECT DISTINCT unnest($1::text[]) AS k),
+            claimed AS (
+                INSERT INTO ingest_dedup AS d (dedup_key, state, owner, lease_until, expires_at)
+                SELECT k, 'claimed', $2, $3, $3 FROM input
+                ON CONFLICT (dedup_key) DO UPDATE
+                    SET state = 'claimed', owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
+                        expires_at = EXCLUDED.expires_at, completed_at = NULL
+                    WHERE (d.state = 'done' AND d.expires_at <= $4)
+                       OR (d.state = 'claimed' AND (d.lease_until <= $4 OR d.owner = $2))
+                RETURNING d.dedup_key
+            )
+            SELECT i.k, (c.dedup_key IS NOT NULL), d.state, d.lease_until
+            FROM input i LEFT JOIN claimed c ON c.dedup_key = i.k LEFT JOIN ingest_dedup d ON d.dedup_key = i.k
+            """,
+            [Self.arrayLiteral(keys), owner, String(now + lease), String(now)]
+        )
+        var out: [String: ClaimOutcome] = [:]
+        for row in rows {
+            guard let key = row[0] else { continue }
+            if row[1] == "t" {
+                out[key] = .claimed
+            } else if row[2] == "done" {
+                out[key] = .duplicate
+            } else {
+                // Held by someone else (or just inserted by a racing worker: look again soon).
+                out[key] = .busy(untilMilliseconds: row[3].flatMap { Int64($0) } ?? now + 200)
+            }
+        }
+        return out
+    }
+
+    public func complete(
+        _ keys: [String],
+        owner: String,
+        nowMilliseconds now: Int64,
+        retainMilliseconds retain: Int64,
+        sideEffects: [SideEffect]
+    ) async throws -> Set<String> {
+        let rows = try await query(
+            """
+            WITH done AS (
+                UPDATE ingest_dedup SET state = 'done', completed_at = $3, expires_at = $4
+                WHERE dedup_key = ANY($1::text[]) AND owner = $2 AND state = 'claimed'
+                RETURNING dedup_key
+            ), effects AS (
+                INSERT INTO ingest_side_effects (handler, dedup_key, payload, applied_at)
+                SELECT e.h, e.k, e.p, $3 FROM unnest($5::text[], $6::text[], $7::text[]) AS e(h, k, p)
+                JOIN done ON done.dedup_key = e.k
+                RETURNING 1
+            )
+            SELECT dedup_key FROM done
+            """,
+            [
+                Self.arrayLiteral(keys), owner, String(now), String(now + retain),
+                Self.arrayLiteral(sideEffects.map(\.handler)), Self.arrayLiteral(sideEffects.map(\.dedupKey)),
+                Self.arrayLiteral(sideEffects.map(\.payload)),
+            ]
+        )
+        return Set(rows.compactMap { $0[0] })
+    }
+
+    public func release(_ keys: [String], owner: String) async throws {
+        _ = try await query(
+            "DELETE FROM ingest_dedup WHERE dedup_key = ANY($1::text[]) AND owner = $2 AND state = 'claimed'",
+            [Self.arrayLiteral(keys), owner]
+        )
+    }
+
+    public func purge(nowMilliseconds now: Int64) async throws -> Int {
+        let rows = try await query(
+            "WITH gone AS (DELETE FROM ingest_dedup WHERE expires_at < $1 RETURNING 1) SELECT count(*) FROM gone",
+            [String(now)]
+        )
+        return rows.first?[0].flatMap { Int($0) } ?? 0
+    }
+
+    public func sideEffects(handler: String) async throws -> [SideEffect] {
+        try await query("SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = $1 ORDER BY id", [handler])
+            .map { SideEffect(handler: handler, dedupKey: $0[0] ?? "", payload: $0[1] ?? "") }
+    }
+
+    // MARK: - libpq (on `queue`)
+
+    private func query(_ sql: String, _ parameters: [String]) async throws(StoreError) -> [[String?]] {
+        let result: Result<[[String?]], StoreError> = await withCheckedContinuation { continuation in
+            queue.async {
+                continuation.resume(
+                    returning: Result { () throws(StoreError) -> [[String?]] in
+                        do throws(StoreError) {
+                            return try self.run(sql, parameters)
+                        } catch {
+                            // One reconnect for a dropped connection, then report.
+                            guard self.connection.map({ PQstatus($0) != CONNECTION_OK }) ?? true else { throw error }
+                            try self.connect()
+                            return try self.run(sql, parameters)
+                        }
+                    }
+                )
+            }
+        }
+        return try result.get()
+    }
+
+    private func run(_ sql: String, _ parameters: [String]) throws(StoreError) -> [[String?]] {
+        guard let connection else { throw StoreError("PostgreSQL store \(redactedURL) is not connected") }
+        // PQexecParams copies the parameter strings; the C strings live for the call only.
+        let cStrings = parameters.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        let pointers = cStrings.map { UnsafePointer<CChar>($0) }
+        let result = pointers.withUnsafeBufferPointer { p in
+            PQexecParams(connection, sql, Int32(parameters.count), nil, p.baseAddress, nil, nil, 0)
+        }
+        guard let result else { throw StoreError("PostgreSQL store \(redactedURL): out of memory") }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
+            throw StoreError(
+                "PostgreSQL store \(redactedURL): \(String(cString: PQresultErrorMessage(result)).trimmingTrailingNewline)"
+            )
+        }
+        var rows: [[String?]] = []
+        let n = PQntuples(result)
+        let fields = PQnfields(result)
+        rows.reserveCapacity(Int(n))
+        for r in 0..<n {
+            var row: [String?] = []
+            for f in 0..<fields {
+                row.append(PQgetisnull(result, r, f) == 1 ? nil : String(cString: PQgetvalue(result, r, f)))
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    private func execute(_ sql: String) throws(StoreError) {
+        guard let connection else { throw StoreError("PostgreSQL store \(redactedURL) is not connected") }
+        guard let result = PQexec(connection, sql) else { throw StoreError("PostgreSQL store: out of memory") }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
+            throw StoreError(
+                "PostgreSQL store \(redactedURL): \(String(cString: PQresultErrorMessage(result)).trimmingTrailingNewline)"
+            )
+        }
+    }
+
+    /// A PostgreSQL text-array literal: `{"a","b\"c"}`.
+    static func arrayLiteral(_ values: [String]) -> String {
+        var out = "{"
+        for (i, v) in values.enumerated() {
+            if i > 0 { out += "," }
+            out += "\""
+            for ch in v.unicodeScalars {
+                if ch == "\"" || ch == "\\" { out += "\\" }
+                out.unicodeScalars.append(ch)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+}
+
+extension String {
+    var trimmingTrailingNewline: String {
+        var s = self
+        while s.hasSuffix("\n") { s.removeLast() }
+        return s
+    }
+}
