@@ -233,7 +233,7 @@ struct GatewayEndToEndTests {
         #expect(gateway.child.output.contains("gateway stopped"))
     }
 
-    @Test func dockerComposeUsesOnlyVariablesTheGatewayReads() throws {
+    @Test func dockerComposeUsesOnlyVariablesTheCodeReads() throws {
         let compose = try String(
             contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("docker-compose.yml"),
@@ -243,7 +243,7 @@ struct GatewayEndToEndTests {
             compose.matches(of: /(INGEST_[A-Z0-9_]+)/).map { String($0.output.1) }
         )
         #expect(!names.isEmpty)
-        let known = Set(GatewayConfiguration.variableNames)
+        let known = Set(GatewayConfiguration.variableNames + WorkerConfiguration.variableNames)
         let sourceNames = ["GENESYS", "EVENTBRIDGE", "OPENMSG"]
         for name in names {
             let isSource = sourceNames.contains { source in
