@@ -56,6 +56,23 @@ public final class ChildProcess: @unchecked Sendable {
 
     public var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
+    /// Waits until the output contains a match of `pattern` and returns capture group 1
+    /// (nil when the process exits or `timeout` passes first).
+    public func waitForOutput(_ pattern: String, timeout: Double) -> String? {
+        let regex = try? NSRegularExpression(pattern: pattern)
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline && isRunning {
+            let text = output
+            if let match = regex?.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
+                match.numberOfRanges > 1, let range = Range(match.range(at: 1), in: text)
+            {
+                return String(text[range])
+            }
+            usleep(50_000)
+        }
+        return nil
+    }
+
     deinit { killAndWait() }
 }
 

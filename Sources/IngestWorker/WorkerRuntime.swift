@@ -472,7 +472,9 @@ public final class WorkerRuntime: @unchecked Sendable {
                 case .fatal(let message):
                     metrics.count(handler: handler.name, outcome: "fatal")
                     return .fatal("\(handler.name): \(message)")
-                case .poison:
+                // Poison always; retryable once the attempts are spent.
+                case .poison,
+                    .retryable where attempts >= configuration.retry.maxAttempts:
                     return await deadLetter(
                         event,
                         handler: handler.name,
@@ -481,15 +483,6 @@ public final class WorkerRuntime: @unchecked Sendable {
                         first: firstFailure!
                     )
                 case .retryable:
-                    if attempts >= configuration.retry.maxAttempts {
-                        return await deadLetter(
-                            event,
-                            handler: handler.name,
-                            error: error,
-                            attempts: attempts,
-                            first: firstFailure!
-                        )
-                    }
                     metrics.count(handler: handler.name, outcome: "retried")
                     let backoff = configuration.retry.backoffMilliseconds(
                         attempt: attempts,

@@ -36,17 +36,8 @@ final class GatewayProcess {
         for (k, v) in extra { env[k] = v }
         child = try ChildProcess(executable: BuiltProducts.path("ingest-gateway"), environment: env, logName: "gateway")
         // Port 0: read the bound port from the start-up log line.
-        let deadline = Date().addingTimeInterval(30)
-        var found: Int?
-        while found == nil && Date() < deadline && child.isRunning {
-            if let range = child.output.range(of: #"http\.port=(\d+) \[IngestHTTP\]"#, options: .regularExpression) {
-                let text = child.output[range]
-                found = Int(text.split(separator: "=")[1].split(separator: " ")[0])
-            } else {
-                usleep(50_000)
-            }
-        }
-        guard let found else {
+        guard let found = child.waitForOutput(#"http\.port=(\d+) \[IngestHTTP\]"#, timeout: 30).flatMap({ Int($0) })
+        else {
             throw RawHTTPClientError(description: "gateway did not start: \(child.output)")
         }
         port = found

@@ -30,16 +30,9 @@ final class WorkerProcess {
         ]
         for (k, v) in extra { env[k] = v }
         child = try ChildProcess(executable: BuiltProducts.path("ingest-worker"), environment: env, logName: "worker")
-        let deadline = Date().addingTimeInterval(20)
-        var port: Int?
-        while port == nil && Date() < deadline && child.isRunning {
-            if let range = child.output.range(of: #"worker\.http\.port=(\d+)"#, options: .regularExpression) {
-                port = Int(child.output[range].split(separator: "=")[1])
-            } else {
-                usleep(50_000)
-            }
+        guard let port = child.waitForOutput(#"worker\.http\.port=(\d+)"#, timeout: 20).flatMap({ Int($0) }) else {
+            throw RawHTTPClientError(description: "worker did not start: \(child.output)")
         }
-        guard let port else { throw RawHTTPClientError(description: "worker did not start: \(child.output)") }
         httpPort = port
     }
 
@@ -310,6 +303,39 @@ struct WorkerEndToEndTests {
             environment: ["INGEST_RECORD_POISON_MARKER": "", "INGEST_RECORD_RETRYABLE_MARKER": ""]
         )
         let ctl = BuiltProducts.path("ingestctl")
+        // Inspect: list (filtered, JSON), stats, show.
+        let list = try ChildProcess(
+            executable: ctl,
+            arguments: [
+                "dlq", "list", "--brokers", broker.bootstrap, "--error-class", "poison", "--conversation", "c-p",
+                "--json",
+            ],
+            logName: "ctl"
+        )
+        #expect(list.waitForExit(timeout: 30) == 0)
+        let lines = list.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(lines.count == 1)
+        #expect(lines.first?.contains("\"dlq-error-class\":\"poison\"") == true)
+        let stats = try ChildProcess(
+            executable: ctl,
+            arguments: ["dlq", "stats", "--brokers", broker.bootstrap],
+            logName: "ctl"
+        )
+        #expect(stats.waitForExit(timeout: 30) == 0)
+        #expect(stats.output.contains("genesys.raw.conversation.dlq\tpoison\t1"))
+        #expect(stats.output.contains("genesys.raw.conversation.dlq\tretryable\t1"))
+        let show = try ChildProcess(
+            executable: ctl,
+            arguments: [
+                "dlq", "show", "--brokers", broker.bootstrap, "--topic", "genesys.raw.conversation.dlq", "--partition",
+                String(p.partition), "--offset", String(p.offset),
+            ],
+            logName: "ctl"
+        )
+        #expect(show.waitForExit(timeout: 30) == 0)
+        #expect(show.output.contains("dlq-error-message: event marked as poison"))
+        #expect(show.output.contains("\"conversationId\" : \"c-p\""), "value pretty-printed")
+
         let dry = try ChildProcess(
             executable: ctl,
             arguments: ["dlq", "replay", "--brokers", broker.bootstrap, "--dry-run"],
