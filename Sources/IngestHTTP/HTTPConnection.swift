@@ -55,9 +55,11 @@ final class HTTPConnection: EpollRegistrant {
     private var outstanding: Int { slots.count - slotHead }
 
     /// The epoll interest this connection needs now.
+    /// (Level-triggered: after the peer's EOF neither EPOLLIN nor EPOLLRDHUP is asked for, or
+    /// they would fire continuously while responses are still pending.)
     var interest: UInt32 {
-        var events: UInt32 = CSYS_EPOLLRDHUP
-        let readPaused = !lingering && (outstanding >= server.configuration.maxPipelinedRequests || peerClosed)
+        var events: UInt32 = peerClosed ? 0 : CSYS_EPOLLRDHUP
+        let readPaused = peerClosed || (!lingering && outstanding >= server.configuration.maxPipelinedRequests)
         if !readPaused { events |= CSYS_EPOLLIN }
         if outputOffset < output.count { events |= CSYS_EPOLLOUT }
         return events
@@ -95,7 +97,7 @@ final class HTTPConnection: EpollRegistrant {
                 reads = Int.max
             case .processed(0):
                 peerClosed = true
-                if lingering || outstanding == 0 {
+                if lingering {
                     close()
                     return
                 }
@@ -108,6 +110,11 @@ final class HTTPConnection: EpollRegistrant {
             }
         }
         processBufferedRequests()
+        // EOF with nothing left to answer (requests received before it are answered first).
+        if peerClosed && !isClosed && outstanding == 0 && outputOffset == output.count {
+            close()
+            return
+        }
         updatePhase()
         updateInterest()
     }

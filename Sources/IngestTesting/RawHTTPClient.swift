@@ -57,6 +57,11 @@ public final class RawHTTPClient {
 
     private var closed = false
 
+    /// Half-closes: the server sees EOF but can still answer.
+    public func shutdownWrite() {
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
     /// Closes the socket now (otherwise it closes when the client is released).
     public func close() {
         if !closed {

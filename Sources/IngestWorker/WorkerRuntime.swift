@@ -78,6 +78,7 @@ public final class WorkerRuntime: @unchecked Sendable {
     /// Consumes until ``requestStop()``.
     public func run() async throws {
         var lastPurge = UInt64(0)
+        var lastLag = UInt64(0)
         while !stopRequested.load(ordering: .relaxed) {
             if case .paused = state {
                 guard resumeRequested.exchange(false, ordering: .relaxed) else {
@@ -138,9 +139,12 @@ public final class WorkerRuntime: @unchecked Sendable {
                 }
             }
             let now = DispatchTime.now().uptimeNanoseconds
+            if now - lastLag > 5_000_000_000 {
+                lastLag = now
+                await updateLag()
+            }
             if now - lastPurge > 60_000_000_000 {
                 lastPurge = now
-                await updateLag()
                 if let purged = try? await store.purge(nowMilliseconds: Self.nowMilliseconds()), purged > 0 {
                     logger.info("purged expired idempotency keys", metadata: ["store.purged": "\(purged)"])
                 }

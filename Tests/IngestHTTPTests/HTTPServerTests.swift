@@ -187,6 +187,18 @@ struct HTTPServerTests {
         }
     }
 
+    @Test func aHalfClosedClientStillGetsItsPendingResponse() async throws {
+        try await withServer { server in
+            let client = try RawHTTPClient(port: server.port)
+            try client.send(get("/slow?ms=300"))
+            client.shutdownWrite()
+            let r = try client.readResponse()
+            #expect(r.status == 200)
+            #expect(r.bodyText == "slow")
+            #expect(client.readEOF())
+        }
+    }
+
     @Test func expectContinueGetsAnInterimResponse() async throws {
         try await withServer { server in
             let client = try RawHTTPClient(port: server.port)
