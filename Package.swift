@@ -47,6 +47,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Genesys Cloud platform API client: OAuth, shared rate budget, SDK-like retries.
+        .target(
+            name: "GenesysAPI",
+            dependencies: ["IngestStore", .product(name: "Logging", package: "swift-log")]
+        ),
+        // A local Genesys Cloud stand-in (token, analytics details, routing queues, rate limits).
+        .target(
+            name: "GenesysSimulator",
+            dependencies: ["IngestCore", "IngestHTTP", .product(name: "Logging", package: "swift-log")]
+        ),
         // Dispatch event loops over epoll, listener, connections.
         .target(
             name: "IngestHTTP",
@@ -99,6 +109,10 @@ let package = Package(
         .testTarget(
             name: "IngestWorkerTests",
             dependencies: ["IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestTesting"]
+        ),
+        .testTarget(
+            name: "GenesysAPITests",
+            dependencies: ["GenesysAPI", "GenesysSimulator", "IngestStore", "IngestTesting"]
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(

@@ -10,14 +10,14 @@ import Glibc
 /// are atomic per statement, so racing workers get exactly one claim per key.
 ///
 /// **Confinement:** the connection is used only on `queue`; every public method hops there.
-public final class PostgresIdempotencyStore: IdempotencyStore, @unchecked Sendable {
+public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, @unchecked Sendable {
     // @unchecked: `connection` is confined to `queue` (see above).
     private var connection: OpaquePointer?
     private let queue = DispatchQueue(label: "genesys-ingest.store.postgres")
     private let url: String
     private let schema: String
 
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// Connects to `url` (a libpq URI such as `postgres://user:pw@host:5432/db`) and creates
     /// or migrates the tables in `schema`.
@@ -79,8 +79,15 @@ public final class PostgresIdempotencyStore: IdempotencyStore, @unchecked Sendab
                 payload TEXT NOT NULL,
                 applied_at BIGINT NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS ingest_rate_budget (
+                bucket TEXT NOT NULL,
+                window_start BIGINT NOT NULL,
+                used INTEGER NOT NULL,
+                PRIMARY KEY (bucket, window_start)
+            );
             INSERT INTO ingest_schema_version (version)
                 SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ingest_schema_version);
+            UPDATE ingest_schema_version SET version = 2 WHERE version < 2;
             """
         )
     }
@@ -186,6 +193,25 @@ public final class PostgresIdempotencyStore: IdempotencyStore, @unchecked Sendab
     public func sideEffects(handler: String) async throws -> [SideEffect] {
         try await query("SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = $1 ORDER BY id", [handler])
             .map { SideEffect(handler: handler, dedupKey: $0[0] ?? "", payload: $0[1] ?? "") }
+    }
+
+    // MARK: - RateBudgetStore
+
+    public func take(bucket: String, window: Int64, limit: Int) async throws -> Bool {
+        let rows = try await query(
+            """
+            WITH taken AS (
+                INSERT INTO ingest_rate_budget AS b (bucket, window_start, used) VALUES ($1, $2, 1)
+                ON CONFLICT (bucket, window_start) DO UPDATE SET used = b.used + 1 WHERE b.used < $3
+                RETURNING 1
+            ), pruned AS (
+                DELETE FROM ingest_rate_budget WHERE bucket = $1 AND window_start < $2 - 120
+            )
+            SELECT count(*) FROM taken
+            """,
+            [bucket, String(window), String(limit)]
+        )
+        return rows.first?[0] == "1"
     }
 
     // MARK: - libpq (on `queue`)

@@ -6,14 +6,14 @@ import Dispatch
 ///
 /// **Confinement:** the connection and its statements are used only on `queue`; every public
 /// method hops there.
-public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable {
+public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @unchecked Sendable {
     // @unchecked: `db` is confined to `queue` (see above).
     private let db: OpaquePointer
     private let queue = DispatchQueue(label: "genesys-ingest.store.sqlite")
     public let path: String
     private var isClosed = false
 
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// Opens (creating and migrating when needed) the database at `path`.
     public init(path: String) throws(StoreError) {
@@ -69,6 +69,44 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, @unchecked Sendable
                 PRAGMA user_version = 1;
                 """
             )
+        }
+        if version < 2 {
+            try exec(
+                """
+                CREATE TABLE IF NOT EXISTS ingest_rate_budget (
+                    bucket TEXT NOT NULL,
+                    window_start INTEGER NOT NULL,
+                    used INTEGER NOT NULL,
+                    PRIMARY KEY (bucket, window_start)
+                ) WITHOUT ROWID;
+                PRAGMA user_version = 2;
+                """
+            )
+        }
+    }
+
+    // MARK: - RateBudgetStore
+
+    public func take(bucket: String, window: Int64, limit: Int) async throws -> Bool {
+        try await run { () throws(StoreError) -> Bool in
+            try self.transaction { () throws(StoreError) -> Bool in
+                let upsert = try self.prepare(
+                    "INSERT INTO ingest_rate_budget (bucket, window_start, used) VALUES (?, ?, 1) "
+                        + "ON CONFLICT (bucket, window_start) DO UPDATE SET used = used + 1 WHERE used < ?"
+                )
+                defer { sqlite3_finalize(upsert) }
+                self.bind(upsert, 1, bucket)
+                sqlite3_bind_int64(upsert, 2, window)
+                sqlite3_bind_int64(upsert, 3, Int64(limit))
+                try self.stepDone(upsert, "rate budget")
+                let taken = sqlite3_changes(self.db) == 1
+                let prune = try self.prepare("DELETE FROM ingest_rate_budget WHERE bucket = ? AND window_start < ?")
+                defer { sqlite3_finalize(prune) }
+                self.bind(prune, 1, bucket)
+                sqlite3_bind_int64(prune, 2, window - 120)
+                try self.stepDone(prune, "rate budget prune")
+                return taken
+            }
         }
     }
 

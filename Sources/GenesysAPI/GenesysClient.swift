@@ -1,0 +1,336 @@
+import Foundation
+import Logging
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// How to reach and authenticate against Genesys Cloud.
+public struct GenesysClientConfiguration: Sendable {
+    public var clientID: String
+    public var clientSecret: String
+    /// e.g. `https://api.mypurecloud.com`, or a simulator's `http://127.0.0.1:PORT`.
+    public var apiBaseURL: String
+    /// e.g. `https://login.mypurecloud.com` (the simulator serves both).
+    public var loginBaseURL: String
+    public var requestTimeoutSeconds: Double = 10
+    /// Give up on a 429 whose `Retry-After` is longer than this (as the official SDKs do).
+    public var maxRetryAfterSeconds: Double = 180
+    /// `Retry-After` assumed when a 429 carries none.
+    public var defaultRetryAfterSeconds: Double = 3
+    /// Back-off before each retry of a 502/503/504 or connection error (the SDKs: 3, 9, 27 s).
+    public var serverErrorBackoffSeconds: [Double] = [3, 9, 27]
+
+    public init(clientID: String, clientSecret: String, apiBaseURL: String, loginBaseURL: String) {
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.apiBaseURL = apiBaseURL
+        self.loginBaseURL = loginBaseURL
+    }
+
+    /// For a region name from the Genesys host table.
+    public init?(clientID: String, clientSecret: String, region: String) {
+        guard let urls = GenesysRegion.baseURLs(region: region) else { return nil }
+        self.init(clientID: clientID, clientSecret: clientSecret, apiBaseURL: urls.api, loginBaseURL: urls.login)
+    }
+}
+
+/// A Genesys API failure, with the correlation id Genesys support asks for.
+public enum GenesysAPIError: Error, Sendable, CustomStringConvertible {
+    /// Credentials rejected (token endpoint, or 401/403 after one forced token refresh).
+    case authentication(status: Int, message: String, correlationID: String?)
+    /// A 429 asked us to wait longer than the configured maximum.
+    case rateLimited(retryAfterSeconds: Double, correlationID: String?)
+    /// 404: the resource does not exist (yet).
+    case notFound(path: String, correlationID: String?)
+    /// Another 4xx: the request is wrong; retrying will not help.
+    case client(status: Int, message: String, correlationID: String?)
+    /// 5xx or connection failures after every retry.
+    case unavailable(message: String, correlationID: String?)
+
+    public var description: String {
+        switch self {
+        case .authentication(let status, let message, let id):
+            "Genesys authentication failed (\(status)): \(message)\(Self.suffix(id))"
+        case .rateLimited(let seconds, let id):
+            "Genesys rate limit: asked to wait \(Int(seconds)) s, more than allowed\(Self.suffix(id))"
+        case .notFound(let path, let id): "Genesys: \(path) not found\(Self.suffix(id))"
+        case .client(let status, let message, let id):
+            "Genesys rejected the request (\(status)): \(message)\(Self.suffix(id))"
+        case .unavailable(let message, let id): "Genesys unavailable: \(message)\(Self.suffix(id))"
+        }
+    }
+
+    private static func suffix(_ id: String?) -> String { id.map { " [ININ-Correlation-Id \($0)]" } ?? "" }
+}
+
+/// An OAuth client-credentials token cache: one refresh in flight however many callers wait,
+/// refreshed before expiry (lifetimes run from 5 minutes to 48 hours: `expires_in` decides).
+actor OAuthTokenCache {
+    private let configuration: GenesysClientConfiguration
+    private let session: URLSession
+    private let logger: Logger
+    private var token: (value: String, expiresAt: Date)?
+    private var refreshing: Task<String, Error>?
+    private(set) var refreshCount = 0
+
+    init(configuration: GenesysClientConfiguration, session: URLSession, logger: Logger) {
+        self.configuration = configuration
+        self.session = session
+        self.logger = logger
+    }
+
+    /// A valid token; refreshes when none is cached or it expires within its margin.
+    func current() async throws -> String {
+        if let token, token.expiresAt > Date() { return token.value }
+        if let refreshing { return try await refreshing.value }
+        let task = Task { try await self.fetch() }
+        refreshing = task
+        defer { refreshing = nil }
+        return try await task.value
+    }
+
+    /// Drops `rejected` (after a 401) so the next `current()` fetches a new token.
+    func invalidate(_ rejected: String) {
+        if token?.value == rejected { token = nil }
+    }
+
+    private func fetch() async throws -> String {
+        guard let url = URL(string: configuration.loginBaseURL + "/oauth/token") else {
+            throw GenesysAPIError.client(status: 0, message: "invalid login URL", correlationID: nil)
+        }
+        var request = URLRequest(url: url, timeoutInterval: configuration.requestTimeoutSeconds)
+        request.httpMethod = "POST"
+        let basic = Data("\(configuration.clientID):\(configuration.clientSecret)".utf8).base64EncodedString()
+        request.setValue("Basic \(basic)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data("grant_type=client_credentials".utf8)
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await session.data(for: request)
+        } catch {
+            throw GenesysAPIError.unavailable(
+                message: "token request failed: \(error.localizedDescription)",
+                correlationID: nil
+            )
+        }
+        let http = response as! HTTPURLResponse
+        let correlation = http.value(forHTTPHeaderField: "ININ-Correlation-Id")
+        guard http.statusCode == 200 else {
+            if http.statusCode >= 500 {
+                throw GenesysAPIError.unavailable(
+                    message: "token endpoint answered \(http.statusCode)",
+                    correlationID: correlation
+                )
+            }
+            throw GenesysAPIError.authentication(
+                status: http.statusCode,
+                message: "client credentials rejected",
+                correlationID: correlation
+            )
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let value = object["access_token"] as? String,
+            let expiresIn = (object["expires_in"] as? NSNumber)?.doubleValue
+        else {
+            throw GenesysAPIError.authentication(
+                status: 200,
+                message: "malformed token response",
+                correlationID: correlation
+            )
+        }
+        // Refresh a little early: 10 % of the lifetime, at most 60 s.
+        let margin = min(60, expiresIn * 0.1)
+        token = (value, Date().addingTimeInterval(expiresIn - margin))
+        refreshCount += 1
+        logger.debug("Genesys token refreshed", metadata: ["genesys.token.expiresIn": "\(Int(expiresIn))"])
+        return value
+    }
+}
+
+/// Calls the Genesys Cloud platform API with the behaviour the official SDKs have: a cached
+/// client-credentials token (one forced refresh and retry on a 401), a rate budget shared with
+/// other instances, 429s waited out per `Retry-After` without spending a retry attempt (giving
+/// up past the maximum), and back-off retries of 502/503/504 and connection errors.
+public final class GenesysClient: Sendable {
+    public let configuration: GenesysClientConfiguration
+    private let session: URLSession
+    private let tokens: OAuthTokenCache
+    private let budget: any RateBudget
+    private let logger: Logger
+
+    public init(configuration: GenesysClientConfiguration, budget: any RateBudget, logger: Logger) {
+        self.configuration = configuration
+        let sessionConfiguration = URLSessionConfiguration.ephemeral
+        sessionConfiguration.timeoutIntervalForRequest = configuration.requestTimeoutSeconds
+        sessionConfiguration.httpMaximumConnectionsPerHost = 16
+        self.session = URLSession(configuration: sessionConfiguration)
+        self.tokens = OAuthTokenCache(configuration: configuration, session: session, logger: logger)
+        self.budget = budget
+        self.logger = logger
+    }
+
+    /// How many tokens were fetched (for tests and metrics).
+    public var tokenRefreshCount: Int { get async { await tokens.refreshCount } }
+
+    /// A response body and its status.
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: Data
+        public var correlationID: String?
+    }
+
+    /// `GET` (or another method) on an API path such as `/api/v2/analytics/conversations/details?id=a,b`.
+    public func request(_ method: String, _ path: String, body: Data? = nil) async throws -> Response {
+        guard let url = URL(string: configuration.apiBaseURL + path) else {
+            throw GenesysAPIError.client(status: 0, message: "invalid URL for \(path)", correlationID: nil)
+        }
+        var serverRetries = 0
+        var forcedRefresh = false
+        while true {
+            try await budget.acquire()
+            let token = try await tokens.current()
+            var request = URLRequest(url: url, timeoutInterval: configuration.requestTimeoutSeconds)
+            request.httpMethod = method
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+            request.setValue("application/json", forHTTPHeaderField: "Accept")
+            if let body {
+                request.httpBody = body
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            }
+            let data: Data
+            let http: HTTPURLResponse
+            do {
+                let (d, r) = try await session.data(for: request)
+                data = d
+                http = r as! HTTPURLResponse
+            } catch {
+                if serverRetries < configuration.serverErrorBackoffSeconds.count {
+                    let wait = configuration.serverErrorBackoffSeconds[serverRetries]
+                    serverRetries += 1
+                    logger.notice(
+                        "Genesys request failed; retrying",
+                        metadata: [
+                            "genesys.path": "\(path)", "error": "\(error.localizedDescription)", "retry.in": "\(wait)",
+                        ]
+                    )
+                    try await Task.sleep(for: .seconds(wait))
+                    continue
+                }
+                throw GenesysAPIError.unavailable(message: error.localizedDescription, correlationID: nil)
+            }
+            budget.observe(
+                count: http.value(forHTTPHeaderField: "inin-ratelimit-count").flatMap { Int($0) },
+                allowed: http.value(forHTTPHeaderField: "inin-ratelimit-allowed").flatMap { Int($0) },
+                resetSeconds: http.value(forHTTPHeaderField: "inin-ratelimit-reset").flatMap { Double($0) }
+            )
+            let correlation = http.value(forHTTPHeaderField: "ININ-Correlation-Id")
+            switch http.statusCode {
+            case 200..<300:
+                return Response(status: http.statusCode, body: data, correlationID: correlation)
+            case 401 where !forcedRefresh:
+                forcedRefresh = true
+                await tokens.invalidate(token)
+                continue
+            case 401, 403:
+                logger.warning(
+                    "Genesys rejected our credentials",
+                    metadata: ["genesys.path": "\(path)", "genesys.correlationId": "\(correlation ?? "-")"]
+                )
+                throw GenesysAPIError.authentication(
+                    status: http.statusCode,
+                    message: Self.message(data),
+                    correlationID: correlation
+                )
+            case 429:
+                let retryAfter =
+                    http.value(forHTTPHeaderField: "Retry-After").flatMap { Double($0) }
+                    ?? configuration.defaultRetryAfterSeconds
+                if retryAfter > configuration.maxRetryAfterSeconds {
+                    throw GenesysAPIError.rateLimited(retryAfterSeconds: retryAfter, correlationID: correlation)
+                }
+                logger.notice(
+                    "Genesys rate limit hit; waiting",
+                    metadata: ["genesys.retryAfter": "\(retryAfter)", "genesys.correlationId": "\(correlation ?? "-")"]
+                )
+                budget.pause(seconds: retryAfter)
+                try await Task.sleep(for: .seconds(retryAfter))
+            case 404:
+                throw GenesysAPIError.notFound(path: path, correlationID: correlation)
+            case 502, 503, 504:
+                if serverRetries < configuration.serverErrorBackoffSeconds.count {
+                    let wait = configuration.serverErrorBackoffSeconds[serverRetries]
+                    serverRetries += 1
+                    logger.notice(
+                        "Genesys server error; retrying",
+                        metadata: [
+                            "genesys.status": "\(http.statusCode)", "genesys.correlationId": "\(correlation ?? "-")",
+                            "retry.in": "\(wait)",
+                        ]
+                    )
+                    try await Task.sleep(for: .seconds(wait))
+                    continue
+                }
+                throw GenesysAPIError.unavailable(message: "status \(http.statusCode)", correlationID: correlation)
+            default:
+                logger.warning(
+                    "Genesys request rejected",
+                    metadata: [
+                        "genesys.status": "\(http.statusCode)", "genesys.path": "\(path)",
+                        "genesys.correlationId": "\(correlation ?? "-")",
+                    ]
+                )
+                if http.statusCode >= 500 {
+                    throw GenesysAPIError.unavailable(message: "status \(http.statusCode)", correlationID: correlation)
+                }
+                throw GenesysAPIError.client(
+                    status: http.statusCode,
+                    message: Self.message(data),
+                    correlationID: correlation
+                )
+            }
+        }
+    }
+
+    private static func message(_ data: Data) -> String {
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let message = object["message"] as? String
+        {
+            return message
+        }
+        return String(decoding: data.prefix(200), as: UTF8.self)
+    }
+
+    // MARK: - Conversation details
+
+    /// Details of several conversations in one call (`GET …/details?id=a,b,c`, ≤ 100 ids).
+    /// Conversations Genesys does not have yet are simply absent from the result.
+    public func conversationDetails(ids: [String]) async throws -> [[String: Any]] {
+        precondition(ids.count <= 100, "at most 100 ids per multi-get")
+        let list = ids.map { $0.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? $0 }.joined(
+            separator: ","
+        )
+        let response = try await request("GET", "/api/v2/analytics/conversations/details?id=\(list)")
+        guard let object = try JSONSerialization.jsonObject(with: response.body) as? [String: Any] else {
+            throw GenesysAPIError.client(
+                status: response.status,
+                message: "unexpected details body",
+                correlationID: response.correlationID
+            )
+        }
+        return object["conversations"] as? [[String: Any]] ?? []
+    }
+
+    /// Details of one conversation (`GET /api/v2/analytics/conversations/{id}/details`).
+    public func conversationDetails(id: String) async throws -> [String: Any] {
+        let response = try await request("GET", "/api/v2/analytics/conversations/\(id)/details")
+        guard let object = try JSONSerialization.jsonObject(with: response.body) as? [String: Any] else {
+            throw GenesysAPIError.client(
+                status: response.status,
+                message: "unexpected details body",
+                correlationID: response.correlationID
+            )
+        }
+        return object
+    }
+}

@@ -1,0 +1,398 @@
+import Foundation
+import IngestCore
+import IngestHTTP
+import Logging
+import Synchronization
+
+/// Behaviour knobs of the simulator.
+public struct SimulatorConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 0
+    public var clientID = "sim-client"
+    public var clientSecret = "sim-secret"
+    /// Requests per OAuth client in any sliding window of `rateWindowSeconds` (Genesys: 300 per minute).
+    public var requestsPerMinute = 300
+    /// The rate-limit window (60 s like Genesys; shorter in tests).
+    public var rateWindowSeconds = 60.0
+    public var tokenLifetimeSeconds = 86_400
+    /// Added to every API response.
+    public var latencyMilliseconds = 0
+    /// Share of API requests answered 503 (0…1).
+    public var serverErrorRate = 0.0
+    /// Details of a conversation appear this long after it ended (eventual consistency).
+    public var detailsDelayMilliseconds = 0
+
+    public init() {}
+}
+
+/// A local stand-in for the parts of Genesys Cloud the workers use: the OAuth token endpoint,
+/// analytics conversation details (single, multi-get, query) and routing queues, with
+/// Genesys's rate limiting (429 + `Retry-After` and its real body, `inin-ratelimit-*` headers),
+/// token expiry, latency, 5xx faults and eventual consistency.
+///
+/// State is behind a Mutex; handlers run on the HTTP server's event loops.
+public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
+    // @unchecked: `server` is set once in start(); everything else is behind `state`.
+
+    struct Token {
+        var expiresAt: Date
+    }
+
+    struct Conversation {
+        var details: [String: Any]
+        var availableAt: Date
+    }
+
+    struct State {
+        var tokens: [String: Token] = [:]
+        /// Request times in the current window, per OAuth client (all its tokens share it).
+        var requests: [Date] = []
+        var conversations: [String: Conversation] = [:]
+        var queues: [String: [String: Any]] = [:]
+        var members: [String: Set<String>] = [:]
+        var apiRequests = 0
+        var rateLimited = 0
+        var tokensIssued = 0
+        var maxRequestsInAnyMinute = 0
+    }
+
+    public let configuration: SimulatorConfiguration
+    private let state = Mutex<StateBox>(StateBox())
+    private var server: HTTPServer?
+    private let logger: Logger
+
+    /// Wraps the non-Sendable dictionaries (JSON objects) held in the Mutex.
+    final class StateBox: @unchecked Sendable {
+        var value = State()
+    }
+
+    public init(configuration: SimulatorConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Starts serving; returns the bound port.
+    @discardableResult
+    public func start() throws -> Int {
+        let server = try HTTPServer(
+            configuration: HTTPServerConfiguration(
+                host: configuration.host,
+                port: configuration.port,
+                eventLoopCount: 1,
+                maxConnections: 1024
+            ),
+            handler: self,
+            logger: logger
+        )
+        self.server = server
+        return try server.start()
+    }
+
+    public var port: Int { server?.port ?? 0 }
+    public var baseURL: String { "http://\(configuration.host):\(port)" }
+
+    public func stop() async { await server?.shutdown(deadline: .seconds(1)) }
+
+    // MARK: - Data for tests, demos and the traffic generator
+
+    /// Registers a conversation's details; they become visible after the configured delay.
+    public func addConversation(_ details: [String: Any]) {
+        guard let id = details["conversationId"] as? String else { return }
+        let available = Date().addingTimeInterval(Double(configuration.detailsDelayMilliseconds) / 1000)
+        state.withLock { $0.value.conversations[id] = Conversation(details: details, availableAt: available) }
+    }
+
+    public func addQueue(_ queue: [String: Any]) {
+        guard let id = queue["id"] as? String else { return }
+        state.withLock { $0.value.queues[id] = queue }
+    }
+
+    /// Invalidates every issued token (the next API call gets a 401).
+    public func revokeTokens() {
+        state.withLock { $0.value.tokens.removeAll() }
+    }
+
+    /// Counters: API requests, 429s, tokens issued, the most requests the client made in any window.
+    public var statistics: (apiRequests: Int, rateLimited: Int, tokensIssued: Int, maxPerMinute: Int) {
+        state.withLock {
+            ($0.value.apiRequests, $0.value.rateLimited, $0.value.tokensIssued, $0.value.maxRequestsInAnyMinute)
+        }
+    }
+
+    // MARK: - HTTP
+
+    public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        let response = route(request)
+        let delay = configuration.latencyMilliseconds
+        if delay > 0 && request.path.hasPrefix("/api/") {
+            responder.loop.queue.asyncAfter(deadline: .now() + .milliseconds(delay)) { responder.respond(response) }
+        } else {
+            responder.respond(response)
+        }
+    }
+
+    private static func json(_ status: HTTPStatus, _ object: Any, headers: [(String, String)] = []) -> HTTPResponse {
+        let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return HTTPResponse(
+            status: status,
+            headers: [("Content-Type", "application/json")] + headers,
+            body: Array(body)
+        )
+    }
+
+    private func route(_ request: HTTPRequest) -> HTTPResponse {
+        let path = String(request.path)
+        let correlation = UUID().uuidString.lowercased()
+        if path == "/oauth/token" {
+            guard request.method == "POST" else {
+                return .error(.methodNotAllowed, "use POST", headers: [("Allow", "POST")])
+            }
+            return token(request)
+        }
+        guard path.hasPrefix("/api/v2/") else { return .error(.notFound, "not found") }
+        // Authentication, then the per-token rate limit.
+        guard let auth = request.headers["authorization"], auth.hasPrefix("Bearer ") else {
+            return Self.json(
+                .unauthorized,
+                ["message": "No authentication bearer token specified", "code": "bad.credentials", "status": 401]
+            )
+        }
+        let token = String(auth.dropFirst("Bearer ".count))
+        let now = Date()
+        enum Gate {
+            case ok(count: Int)
+            case expired
+            case limited(retryAfter: Int)
+        }
+        let gate: Gate = state.withLock { box in
+            guard let t = box.value.tokens[token], t.expiresAt > now else { return .expired }
+            box.value.apiRequests += 1
+            let window = configuration.rateWindowSeconds
+            box.value.requests.removeAll { now.timeIntervalSince($0) >= window }
+            if box.value.requests.count >= configuration.requestsPerMinute {
+                box.value.rateLimited += 1
+                let oldest = box.value.requests.first ?? now
+                return .limited(retryAfter: max(1, Int((window - now.timeIntervalSince(oldest)).rounded(.up))))
+            }
+            box.value.requests.append(now)
+            box.value.maxRequestsInAnyMinute = max(box.value.maxRequestsInAnyMinute, box.value.requests.count)
+            return .ok(count: box.value.requests.count)
+        }
+        let count: Int
+        switch gate {
+        case .expired:
+            return Self.json(
+                .unauthorized,
+                ["message": "Invalid login credentials.", "code": "bad.credentials", "status": 401],
+                headers: [("ININ-Correlation-Id", correlation)]
+            )
+        case .limited(let retryAfter):
+            // The real 429 body and headers.
+            return Self.json(
+                HTTPStatus(code: 429, reason: "Too Many Requests"),
+                [
+                    "message": "Rate limit exceeded the maximum. Retry the request in [\(retryAfter)] seconds",
+                    "code": "too.many.requests.retry.after", "status": 429, "contextId": correlation,
+                    "details": [], "errors": [],
+                ],
+                headers: [("Retry-After", String(retryAfter)), ("ININ-Correlation-Id", correlation)]
+            )
+        case .ok(let c):
+            count = c
+        }
+        if configuration.serverErrorRate > 0 && Double.random(in: 0..<1) < configuration.serverErrorRate {
+            return Self.json(
+                .serviceUnavailable,
+                ["message": "Service unavailable", "code": "service.unavailable", "status": 503],
+                headers: [("ININ-Correlation-Id", correlation)]
+            )
+        }
+        var response = api(request, path: path)
+        response.headers += [
+            ("inin-ratelimit-count", String(count)),
+            ("inin-ratelimit-allowed", String(configuration.requestsPerMinute)),
+            ("inin-ratelimit-reset", String(Int(configuration.rateWindowSeconds))),
+            ("ININ-Correlation-Id", correlation),
+        ]
+        return response
+    }
+
+    private func token(_ request: HTTPRequest) -> HTTPResponse {
+        let expected =
+            "Basic " + Data("\(configuration.clientID):\(configuration.clientSecret)".utf8).base64EncodedString()
+        guard request.headers["authorization"] == expected,
+            String(decoding: request.body, as: UTF8.self).contains("grant_type=client_credentials")
+        else {
+            return Self.json(
+                .unauthorized,
+                ["error": "invalid_client", "description": "client credentials are invalid"]
+            )
+        }
+        let value = UUID().uuidString.lowercased() + UUID().uuidString.lowercased()
+        let lifetime = configuration.tokenLifetimeSeconds
+        state.withLock {
+            $0.value.tokens[value] = Token(expiresAt: Date().addingTimeInterval(Double(lifetime)))
+            $0.value.tokensIssued += 1
+        }
+        return Self.json(.ok, ["access_token": value, "token_type": "bearer", "expires_in": lifetime])
+    }
+
+    private func api(_ request: HTTPRequest, path: String) -> HTTPResponse {
+        let parts = path.split(separator: "/").map(String.init)  // ["api","v2",...]
+        let now = Date()
+        func available(_ id: String) -> [String: Any]? {
+            state.withLock { box in
+                guard let c = box.value.conversations[id], c.availableAt <= now else { return nil }
+                return c.details
+            }
+        }
+        switch (request.method, Array(parts.dropFirst(2))) {
+        case ("GET", ["analytics", "conversations", "details"]):
+            let ids = Self.query(request.target)["id"]?.split(separator: ",").map(String.init) ?? []
+            guard !ids.isEmpty else { return Self.json(.badRequest, ["message": "id is required", "status": 400]) }
+            guard ids.count <= 100 else { return Self.json(.badRequest, ["message": "too many ids", "status": 400]) }
+            return Self.json(.ok, ["conversations": ids.compactMap(available)])
+        case ("GET", let p) where p.count == 4 && p[0] == "analytics" && p[1] == "conversations" && p[3] == "details":
+            guard let details = available(p[2]) else {
+                return Self.json(.notFound, ["message": "Conversation not found", "code": "not.found", "status": 404])
+            }
+            return Self.json(.ok, details)
+        case ("POST", ["analytics", "conversations", "details", "query"]):
+            let all: [[String: Any]] = state.withLock { box in
+                box.value.conversations.values.filter { $0.availableAt <= now }.map(\.details)
+            }
+            return Self.json(.ok, ["conversations": Array(all.prefix(100)), "totalHits": all.count])
+        case ("GET", let p) where p.count == 3 && p[0] == "routing" && p[1] == "queues":
+            guard let queue = state.withLock({ $0.value.queues[p[2]] }) else {
+                return Self.json(.notFound, ["message": "Queue not found", "status": 404])
+            }
+            return Self.json(.ok, queue)
+        case ("PUT", let p) where p.count == 3 && p[0] == "routing" && p[1] == "queues":
+            guard var body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any] else {
+                return Self.json(.badRequest, ["message": "invalid body", "status": 400])
+            }
+            body["id"] = p[2]
+            body["dateModified"] = ISO8601DateFormatter().string(from: Date())
+            state.withLock { $0.value.queues[p[2]] = body }
+            return Self.json(.ok, body)
+        case ("GET", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "members":
+            let ids = state.withLock { $0.value.members[p[2]] ?? [] }.sorted()
+            return Self.json(
+                .ok,
+                ["entities": ids.map { ["id": $0] }, "pageSize": 100, "pageNumber": 1, "total": ids.count]
+            )
+        case ("POST", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "members":
+            guard let body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [[String: Any]],
+                body.count <= 100
+            else { return Self.json(.badRequest, ["message": "expected up to 100 members", "status": 400]) }
+            let ids = body.compactMap { $0["id"] as? String }
+            let delete = Self.query(request.target)["delete"] == "true"
+            state.withLock { box in
+                var set = box.value.members[p[2]] ?? []
+                if delete { set.subtract(ids) } else { set.formUnion(ids) }
+                box.value.members[p[2]] = set
+            }
+            return HTTPResponse(status: .ok)
+        case ("GET", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "estimatedwaittime":
+            return Self.json(
+                .ok,
+                ["results": [["intent": "WAITING", "formula": "BEST", "estimatedWaitTimeSeconds": 30]]]
+            )
+        default:
+            return Self.json(.notFound, ["message": "no such resource in the simulator", "status": 404])
+        }
+    }
+
+    static func query(_ target: String) -> [String: String] {
+        guard let q = target.firstIndex(of: "?") else { return [:] }
+        var out: [String: String] = [:]
+        for pair in target[target.index(after: q)...].split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            if kv.count == 2 { out[kv[0]] = kv[1] }
+        }
+        return out
+    }
+}
+
+/// Builds realistic conversation details (the shape of the analytics details endpoint).
+public enum ConversationDetailsFactory {
+    public static func details(
+        conversationID: String,
+        queueID: String,
+        agentID: String?,
+        start: Date,
+        waitMilliseconds: Int,
+        talkMilliseconds: Int,
+        abandoned: Bool
+    ) -> [String: Any] {
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let queueEnd = start.addingTimeInterval(Double(waitMilliseconds) / 1000)
+        let end = queueEnd.addingTimeInterval(abandoned ? 0 : Double(talkMilliseconds) / 1000)
+        var participants: [[String: Any]] = [
+            [
+                "participantId": UUID().uuidString.lowercased(), "purpose": "customer",
+                "sessions": [
+                    [
+                        "mediaType": "voice", "direction": "inbound", "sessionId": UUID().uuidString.lowercased(),
+                        "segments": [
+                            [
+                                "segmentStart": iso.string(from: start), "segmentEnd": iso.string(from: end),
+                                "segmentType": "interact", "queueId": queueID,
+                            ]
+                        ],
+                    ]
+                ],
+            ],
+            [
+                "participantId": UUID().uuidString.lowercased(), "purpose": "acd",
+                "sessions": [
+                    [
+                        "mediaType": "voice", "direction": "inbound", "sessionId": UUID().uuidString.lowercased(),
+                        "segments": [
+                            [
+                                "segmentStart": iso.string(from: start), "segmentEnd": iso.string(from: queueEnd),
+                                "segmentType": "interact", "queueId": queueID,
+                            ]
+                        ],
+                        "metrics": [
+                            [
+                                "name": abandoned ? "tAbandon" : "tAcd", "value": waitMilliseconds,
+                                "emitDate": iso.string(from: queueEnd),
+                            ]
+                        ]
+                            + (abandoned
+                                ? [["name": "tAcd", "value": waitMilliseconds, "emitDate": iso.string(from: queueEnd)]]
+                                : [])
+                            ,
+                    ]
+                ],
+            ],
+        ]
+        if !abandoned, let agentID {
+            participants.append([
+                "participantId": UUID().uuidString.lowercased(), "purpose": "agent", "userId": agentID,
+                "sessions": [
+                    [
+                        "mediaType": "voice", "direction": "inbound", "sessionId": UUID().uuidString.lowercased(),
+                        "segments": [
+                            [
+                                "segmentStart": iso.string(from: queueEnd), "segmentEnd": iso.string(from: end),
+                                "segmentType": "interact", "queueId": queueID,
+                            ]
+                        ],
+                        "metrics": [
+                            ["name": "tTalk", "value": talkMilliseconds, "emitDate": iso.string(from: end)],
+                            ["name": "tHandle", "value": talkMilliseconds, "emitDate": iso.string(from: end)],
+                        ],
+                    ]
+                ],
+            ])
+        }
+        return [
+            "conversationId": conversationID, "conversationStart": iso.string(from: start),
+            "conversationEnd": iso.string(from: end), "originatingDirection": "inbound",
+            "divisionIds": [UUID().uuidString.lowercased()], "participants": participants,
+        ]
+    }
+}

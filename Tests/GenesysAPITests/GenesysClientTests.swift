@@ -1,0 +1,213 @@
+import Foundation
+import GenesysSimulator
+import IngestStore
+import Logging
+import Testing
+
+@testable import GenesysAPI
+
+private func simulator(_ configure: (inout SimulatorConfiguration) -> Void = { _ in }) throws -> GenesysSimulator {
+    var config = SimulatorConfiguration()
+    configure(&config)
+    let sim = GenesysSimulator(configuration: config, logger: Logger(label: "sim"))
+    try sim.start()
+    sim.addConversation(
+        ConversationDetailsFactory.details(
+            conversationID: "c-1",
+            queueID: "q-1",
+            agentID: "a-1",
+            start: Date().addingTimeInterval(-120),
+            waitMilliseconds: 12_000,
+            talkMilliseconds: 60_000,
+            abandoned: false
+        )
+    )
+    return sim
+}
+
+private func client(
+    _ sim: GenesysSimulator,
+    secret: String = "sim-secret",
+    budget: (any RateBudget)? = nil,
+    configure: (inout GenesysClientConfiguration) -> Void = { _ in }
+) -> GenesysClient {
+    var config = GenesysClientConfiguration(
+        clientID: "sim-client",
+        clientSecret: secret,
+        apiBaseURL: sim.baseURL,
+        loginBaseURL: sim.baseURL
+    )
+    config.serverErrorBackoffSeconds = [0.05, 0.1, 0.2]
+    configure(&config)
+    return GenesysClient(
+        configuration: config,
+        budget: budget ?? SharedRateBudget(store: InMemoryRateBudgetStore(), bucket: "t", limit: 100_000),
+        logger: Logger(label: "client")
+    )
+}
+
+@Suite("Genesys API client against the simulator", .serialized)
+struct GenesysClientTests {
+    @Test func regionsMapToAPIAndLoginHosts() {
+        #expect(GenesysRegion.baseURLs(region: "eu-central-1")?.api == "https://api.mypurecloud.de")
+        #expect(GenesysRegion.baseURLs(region: "eu-central-1")?.login == "https://login.mypurecloud.de")
+        #expect(GenesysRegion.baseURLs(region: "us-east-2")?.login == "https://login.use2.us-gov-pure.cloud")
+        #expect(GenesysRegion.apiHosts.count == 17)
+        #expect(GenesysRegion.baseURLs(region: "mars-1") == nil)
+    }
+
+    @Test func tokenIsCachedAndFetchedOnceUnderConcurrency() async throws {
+        let sim = try simulator()
+        let api = client(sim)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<40 {
+                group.addTask { _ = try await api.conversationDetails(id: "c-1") }
+            }
+            try await group.waitForAll()
+        }
+        for _ in 0..<10 { _ = try await api.conversationDetails(ids: ["c-1", "c-2"]) }
+        #expect(sim.statistics.tokensIssued == 1, "one refresh in flight however many requests wait")
+        #expect(await api.tokenRefreshCount == 1)
+        await sim.stop()
+    }
+
+    @Test func shortLivedTokensAreRefreshedBeforeTheyExpire() async throws {
+        let sim = try simulator { $0.tokenLifetimeSeconds = 2 }
+        let api = client(sim)
+        let start = Date()
+        var failures = 0
+        while Date().timeIntervalSince(start) < 5 {
+            do { _ = try await api.conversationDetails(id: "c-1") } catch { failures += 1 }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(failures == 0)
+        #expect(sim.statistics.tokensIssued >= 3, "a 2 s token is renewed, not used until it fails")
+        await sim.stop()
+    }
+
+    @Test func a401IsRecoveredWithOneForcedRefresh() async throws {
+        let sim = try simulator()
+        let api = client(sim)
+        _ = try await api.conversationDetails(id: "c-1")
+        sim.revokeTokens()
+        let details = try await api.conversationDetails(id: "c-1")
+        #expect(details["conversationId"] as? String == "c-1")
+        #expect(sim.statistics.tokensIssued == 2)
+        await sim.stop()
+    }
+
+    @Test func badCredentialsAreAnAuthenticationError() async throws {
+        let sim = try simulator()
+        let api = client(sim, secret: "wrong")
+        await #expect {
+            _ = try await api.conversationDetails(id: "c-1")
+        } throws: { error in
+            guard case GenesysAPIError.authentication = error else { return false }
+            return true
+        }
+        await sim.stop()
+    }
+
+    @Test func rateLimitHeadersAreHonouredAndA429IsWaitedOut() async throws {
+        let sim = try simulator {
+            $0.requestsPerMinute = 5
+            $0.rateWindowSeconds = 2
+        }
+        // Alone, a client reads inin-ratelimit-* and pauses before the limit: no 429.
+        let alone = client(sim)
+        for _ in 0..<8 { _ = try await alone.conversationDetails(id: "c-1") }
+        #expect(sim.statistics.rateLimited == 0)
+        // Clients that have not seen the headers yet (as other instances would) exhaust the
+        // window: the later ones get a 429, wait Retry-After (no attempt spent) and succeed.
+        try await Task.sleep(for: .seconds(2.1))
+        for _ in 0..<7 { _ = try await client(sim).conversationDetails(id: "c-1") }
+        #expect(sim.statistics.rateLimited >= 1, "the simulator did answer 429")
+        // Asked to wait longer than the maximum: give up with a rate-limit error.
+        try await Task.sleep(for: .seconds(2.1))
+        for _ in 0..<5 { _ = try await client(sim).conversationDetails(id: "c-1") }
+        let impatient = client(sim) { $0.maxRetryAfterSeconds = 0.5 }
+        await #expect {
+            _ = try await impatient.conversationDetails(id: "c-1")
+        } throws: { error in
+            guard case GenesysAPIError.rateLimited = error else { return false }
+            return true
+        }
+        await sim.stop()
+    }
+
+    @Test func serverErrorsAreRetriedAndNotFoundIsNot() async throws {
+        let sim = try simulator { $0.serverErrorRate = 0.5 }
+        let api = client(sim) { $0.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12) }
+        for _ in 0..<10 { _ = try await api.conversationDetails(id: "c-1") }
+        await #expect {
+            _ = try await client(sim) { $0.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12) }
+                .conversationDetails(id: "missing")
+        } throws: { error in
+            guard case GenesysAPIError.notFound = error else { return false }
+            return true
+        }
+        await sim.stop()
+    }
+
+    @Test func multiGetReturnsOnlyAvailableConversations() async throws {
+        let sim = try simulator { $0.detailsDelayMilliseconds = 600 }
+        sim.addConversation(
+            ConversationDetailsFactory.details(
+                conversationID: "c-late",
+                queueID: "q-1",
+                agentID: nil,
+                start: Date(),
+                waitMilliseconds: 5000,
+                talkMilliseconds: 0,
+                abandoned: true
+            )
+        )
+        let api = client(sim)
+        #expect(try await api.conversationDetails(ids: ["c-late"]).isEmpty, "not available yet")
+        try await Task.sleep(for: .milliseconds(800))
+        let found = try await api.conversationDetails(ids: ["c-late", "unknown"])
+        #expect(found.map { $0["conversationId"] as? String } == ["c-late"])
+        await sim.stop()
+    }
+
+    /// Two clients (as two worker instances) share one budget through one store file: together
+    /// they stay under the simulator's limit and never see a 429. Independent budgets would not.
+    @Test func aSharedBudgetHoldsAcrossInstances() async throws {
+        let sim = try simulator {
+            $0.requestsPerMinute = 24
+            $0.rateWindowSeconds = 6
+        }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("budget-\(UUID()).sqlite").path
+        let first = client(
+            sim,
+            budget: SharedRateBudget(
+                store: try SQLiteIdempotencyStore(path: path),
+                bucket: "sim-client",
+                limit: 24,
+                periodSeconds: 6,
+                slices: 6
+            )
+        )
+        let second = client(
+            sim,
+            budget: SharedRateBudget(
+                store: try SQLiteIdempotencyStore(path: path),
+                bucket: "sim-client",
+                limit: 24,
+                periodSeconds: 6,
+                slices: 6
+            )
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for api in [first, second] {
+                for _ in 0..<15 { group.addTask { _ = try await api.conversationDetails(id: "c-1") } }
+            }
+            try await group.waitForAll()
+        }
+        let stats = sim.statistics
+        #expect(stats.rateLimited == 0)
+        #expect(stats.maxPerMinute <= 24)
+        #expect(stats.apiRequests == 30)
+        await sim.stop()
+    }
+}
