@@ -55,7 +55,7 @@ let package = Package(
         // A local Genesys Cloud stand-in (token, analytics details, routing queues, rate limits).
         .target(
             name: "GenesysSimulator",
-            dependencies: ["IngestCore", "IngestHTTP", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["IngestCore", "IngestCrypto", "IngestHTTP", .product(name: "Logging", package: "swift-log")]
         ),
         // Dispatch event loops over epoll, listener, connections.
         .target(
@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "ingestctl",
             dependencies: [
-                "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestLogging",
+                "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestLogging", "GenesysSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

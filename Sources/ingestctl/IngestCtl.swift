@@ -8,11 +8,11 @@ import Synchronization
 
 /// `ingestctl`: operator tool — send signed test events, set up topics, read raw topics.
 @main
-struct IngestCtl: ParsableCommand {
+struct IngestCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingestctl",
         abstract: "Operate GenesysIngest: send signed test events, manage topics, inspect records.",
-        subcommands: [Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self]
+        subcommands: [Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self, Simulate.self]
     )
 }
 

@@ -1,0 +1,185 @@
+import Foundation
+import IngestCore
+import IngestCrypto
+import Logging
+import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Simulates conversations: posts their detail events (customer.start, acd.start, acd.end,
+/// user.start, user.end, acw, customer.end) as signed EventBridge envelopes to a gateway, in
+/// order per conversation, and registers each ended conversation's details with the simulator
+/// (visible after its eventual-consistency delay).
+public final class TrafficGenerator: Sendable {
+    public struct Options: Sendable {
+        /// The gateway source URL, e.g. `http://127.0.0.1:8080/events/genesys`.
+        public var gatewayURL: String
+        /// The source's genesys-hmac secret.
+        public var secret: String
+        public var queueIDs: [String] = ["11111111-0000-4000-8000-000000000001", "11111111-0000-4000-8000-000000000002"]
+        public var agentIDs: [String] = (1...10).map { String(format: "22222222-0000-4000-8000-%012d", $0) }
+        /// Conversations started per second.
+        public var conversationsPerSecond = 5.0
+        /// Share of callers who abandon in queue.
+        public var abandonRate = 0.1
+        /// Queue wait: uniformly distributed in this range (milliseconds).
+        public var waitRange: ClosedRange<Int> = 2_000...90_000
+
+        public init(gatewayURL: String, secret: String) {
+            self.gatewayURL = gatewayURL
+            self.secret = secret
+        }
+    }
+
+    public struct Statistics: Sendable {
+        public var conversations = 0
+        public var events = 0
+        public var accepted = 0
+        public var failed = 0
+    }
+
+    let options: Options
+    let simulator: GenesysSimulator?
+    let logger: Logger
+    private let session: URLSession
+    private let stats = Mutex(Statistics())
+    /// Ended conversation ids, in order (tests compare with what was enriched).
+    private let ended = Mutex<[String]>([])
+
+    public init(options: Options, simulator: GenesysSimulator?, logger: Logger) {
+        self.options = options
+        self.simulator = simulator
+        self.logger = logger
+        let config = URLSessionConfiguration.ephemeral
+        config.httpMaximumConnectionsPerHost = 32
+        self.session = URLSession(configuration: config)
+    }
+
+    public var statistics: Statistics { stats.withLock { $0 } }
+    public var endedConversations: [String] { ended.withLock { $0 } }
+
+    /// Simulates `count` conversations (paced at the configured rate) and returns when all are posted.
+    public func run(conversations count: Int) async {
+        await withTaskGroup(of: Void.self) { group in
+            let start = Date()
+            for i in 0..<count {
+                let due = start.addingTimeInterval(Double(i) / max(0.001, options.conversationsPerSecond))
+                let wait = due.timeIntervalSinceNow
+                if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+                group.addTask { await self.simulateOne() }
+            }
+        }
+    }
+
+    private func simulateOne() async {
+        let conversation = UUID().uuidString.lowercased()
+        let queue = options.queueIDs.randomElement()!
+        let agent = options.agentIDs.randomElement()!
+        let abandoned = Double.random(in: 0..<1) < options.abandonRate
+        let wait = Int.random(in: options.waitRange)
+        let talk = Int.random(in: 30_000...600_000)
+        let customer = UUID().uuidString.lowercased()
+        let acd = UUID().uuidString.lowercased()
+        let agentParticipant = UUID().uuidString.lowercased()
+        let session = UUID().uuidString.lowercased()
+        let t0 = Int64(Date().timeIntervalSince1970 * 1000) - Int64(wait + talk)
+        var events: [(String, [String: Any])] = [
+            ("customer.start", ["participantId": customer, "sessionId": session, "eventTime": t0]),
+            ("acd.start", ["participantId": acd, "sessionId": session, "queueId": queue, "eventTime": t0 + 500]),
+            (
+                "acd.end",
+                [
+                    "participantId": acd, "sessionId": session, "queueId": queue, "eventTime": t0 + 500 + Int64(wait),
+                    "acdOutcome": abandoned ? "ABANDON" : "ANSWERED", "connectedDurationMs": wait,
+                    "answeredUserId": abandoned ? NSNull() : agent as Any,
+                ]
+            ),
+        ]
+        if !abandoned {
+            let answered = t0 + 500 + Int64(wait)
+            events += [
+                ("user.start", ["participantId": agentParticipant, "userId": agent, "queueId": queue, "eventTime": answered]),
+                (
+                    "user.end",
+                    ["participantId": agentParticipant, "userId": agent, "queueId": queue, "eventTime": answered + Int64(talk)]
+                ),
+                (
+                    "acw",
+                    [
+                        "participantId": agentParticipant, "userId": agent, "queueId": queue, "wrapupCode": "resolved",
+                        "wrapupDurationMs": 15_000, "eventTime": answered + Int64(talk) + 15_000,
+                    ]
+                ),
+            ]
+        }
+        events.append(
+            (
+                "customer.end",
+                [
+                    "participantId": customer, "sessionId": session, "disconnectType": abandoned ? "CUSTOMER" : "PEER",
+                    "eventTime": t0 + Int64(wait + talk) + 1000,
+                ]
+            ))
+        stats.withLock { $0.conversations += 1 }
+        for (type, fields) in events {
+            if type == "customer.end" {
+                simulator?.addConversation(
+                    ConversationDetailsFactory.details(
+                        conversationID: conversation, queueID: queue, agentID: abandoned ? nil : agent,
+                        start: Date(timeIntervalSince1970: Double(t0) / 1000), waitMilliseconds: wait,
+                        talkMilliseconds: talk, abandoned: abandoned))
+                ended.withLock { $0.append(conversation) }
+            }
+            await post(Self.envelope(conversation: conversation, type: type, fields: fields))
+        }
+    }
+
+    /// An EventBridge envelope of a conversation detail event.
+    static func envelope(conversation: String, type: String, fields: [String: Any]) -> [UInt8] {
+        var body = fields
+        body["conversationId"] = conversation
+        body["mediaType"] = "VOICE"
+        body["direction"] = "INBOUND"
+        let envelope: [String: Any] = [
+            "version": "0", "id": UUID().uuidString.lowercased(),
+            "detail-type": "v2.detail.events.conversation.{id}.\(type)",
+            "source": "aws.partner/genesys.com/cloud/00000000-0000-4000-8000-000000000000/simulator",
+            "account": "123456789012", "time": ISO8601DateFormatter().string(from: Date()), "region": "us-east-1",
+            "resources": [],
+            "detail": [
+                "topicName": "v2.detail.events.conversation.\(conversation).\(type)", "version": "2", "eventBody": body,
+                "metadata": ["CorrelationId": UUID().uuidString.lowercased()],
+                "timestamp": ISO8601DateFormatter().string(from: Date()),
+            ],
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys])) ?? Data())
+    }
+
+    private func post(_ body: [UInt8]) async {
+        guard let url = URL(string: options.gatewayURL) else { return }
+        var request = URLRequest(url: url, timeoutInterval: 10)
+        request.httpMethod = "POST"
+        request.httpBody = Data(body)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        let mac = OpenSSLHMACSHA256.mac(key: Array(options.secret.utf8), message: body)
+        request.setValue("sha256=" + ByteEncoding.encodeHex(mac), forHTTPHeaderField: "X-Genesys-Signature")
+        stats.withLock { $0.events += 1 }
+        // At-least-once like EventBridge: retry on 503 or connection errors.
+        for attempt in 0..<5 {
+            if let (_, response) = try? await session.data(for: request),
+                let status = (response as? HTTPURLResponse)?.statusCode
+            {
+                if status == 202 {
+                    stats.withLock { $0.accepted += 1 }
+                    return
+                }
+                if status != 503 { break }
+            }
+            try? await Task.sleep(for: .milliseconds(200 * (attempt + 1)))
+        }
+        stats.withLock { $0.failed += 1 }
+        logger.warning("generator: event not accepted by the gateway")
+    }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import GenesysSimulator
+import Logging
+
+/// `ingestctl simulate`: a local Genesys Cloud (token, analytics details, routing queues) and,
+/// optionally, a traffic generator posting signed conversation events to a gateway.
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a local Genesys Cloud simulator and, optionally, generate conversation traffic to a gateway.")
+
+    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "Port (0 picks one; printed at start).") var port: Int = 9400
+    @Option(help: "OAuth client id it accepts.") var clientId: String = "sim-client"
+    @Option(help: "OAuth client secret it accepts.") var clientSecret: String = "sim-secret"
+    @Option(help: "Requests per minute per OAuth client before 429.") var rateLimit: Int = 300
+    @Option(help: "Token lifetime in seconds (Genesys: 300 to 172800).") var tokenLifetime: Int = 86_400
+    @Option(help: "Latency added to API responses (ms).") var latencyMs: Int = 0
+    @Option(help: "Share of API requests answered 503 (0-1).") var errorRate: Double = 0
+    @Option(help: "Details appear this long after a conversation ends (ms).") var detailsDelayMs: Int = 0
+    @Option(help: "Gateway source URL to post generated events to (no traffic when absent).") var generateTo: String?
+    @Option(help: "The gateway source's genesys-hmac secret (or $INGESTCTL_SECRET).") var secret: String?
+    @Option(help: "Conversations to simulate (0 = until interrupted).") var conversations: Int = 0
+    @Option(help: "Conversations started per second.") var conversationRate: Double = 5
+
+    func run() async throws {
+        var config = SimulatorConfiguration()
+        config.host = host
+        config.port = port
+        config.clientID = clientId
+        config.clientSecret = clientSecret
+        config.requestsPerMinute = rateLimit
+        config.tokenLifetimeSeconds = tokenLifetime
+        config.latencyMilliseconds = latencyMs
+        config.serverErrorRate = errorRate
+        config.detailsDelayMilliseconds = detailsDelayMs
+        let logger = Logger(label: "simulator")
+        let simulator = GenesysSimulator(configuration: config, logger: logger)
+        let bound = try simulator.start()
+        print("Genesys simulator on http://\(host):\(bound) (client \(clientId))")
+        guard let generateTo else {
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        guard let secret = secret ?? ProcessInfo.processInfo.environment["INGESTCTL_SECRET"] else {
+            throw ValidationError("--generate-to needs --secret or INGESTCTL_SECRET")
+        }
+        var options = TrafficGenerator.Options(gatewayURL: generateTo, secret: secret)
+        options.conversationsPerSecond = conversationRate
+        let generator = TrafficGenerator(options: options, simulator: simulator, logger: logger)
+        repeat {
+            let batch = conversations > 0 ? conversations : Int(max(1, conversationRate * 10))
+            await generator.run(conversations: batch)
+            let s = generator.statistics
+            print("conversations \(s.conversations), events \(s.events), accepted \(s.accepted), failed \(s.failed)")
+        } while conversations == 0
+        // Keep serving details for the conversations just generated.
+        print("traffic done; simulator keeps serving (Ctrl-C to stop)")
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
+}
