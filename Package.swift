@@ -57,6 +57,14 @@ let package = Package(
             name: "GenesysSimulator",
             dependencies: ["IngestCore", "IngestCrypto", "IngestHTTP", .product(name: "Logging", package: "swift-log")]
         ),
+        // The conversation-details enrichment handler.
+        .target(
+            name: "IngestEnrichment",
+            dependencies: [
+                "GenesysAPI", "IngestWorker", "IngestKafka", "IngestStore", "IngestCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Dispatch event loops over epoll, listener, connections.
         .target(
             name: "IngestHTTP",
@@ -88,7 +96,8 @@ let package = Package(
         .executableTarget(
             name: "ingest-worker",
             dependencies: [
-                "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore",
+                "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore", "IngestEnrichment", "GenesysAPI",
+                "IngestStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -113,6 +122,12 @@ let package = Package(
         .testTarget(
             name: "GenesysAPITests",
             dependencies: ["GenesysAPI", "GenesysSimulator", "IngestStore", "IngestTesting"]
+        ),
+        .testTarget(
+            name: "IngestEnrichmentTests",
+            dependencies: [
+                "IngestEnrichment", "GenesysSimulator", "GenesysAPI", "IngestKafka", "IngestTesting", "IngestCore",
+            ]
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(

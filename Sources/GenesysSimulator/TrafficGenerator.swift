@@ -18,7 +18,9 @@ public final class TrafficGenerator: Sendable {
         public var gatewayURL: String
         /// The source's genesys-hmac secret.
         public var secret: String
-        public var queueIDs: [String] = ["11111111-0000-4000-8000-000000000001", "11111111-0000-4000-8000-000000000002"]
+        public var queueIDs: [String] = [
+            "11111111-0000-4000-8000-000000000001", "11111111-0000-4000-8000-000000000002",
+        ]
         public var agentIDs: [String] = (1...10).map { String(format: "22222222-0000-4000-8000-%012d", $0) }
         /// Conversations started per second.
         public var conversationsPerSecond = 5.0
@@ -100,10 +102,16 @@ public final class TrafficGenerator: Sendable {
         if !abandoned {
             let answered = t0 + 500 + Int64(wait)
             events += [
-                ("user.start", ["participantId": agentParticipant, "userId": agent, "queueId": queue, "eventTime": answered]),
+                (
+                    "user.start",
+                    ["participantId": agentParticipant, "userId": agent, "queueId": queue, "eventTime": answered]
+                ),
                 (
                     "user.end",
-                    ["participantId": agentParticipant, "userId": agent, "queueId": queue, "eventTime": answered + Int64(talk)]
+                    [
+                        "participantId": agentParticipant, "userId": agent, "queueId": queue,
+                        "eventTime": answered + Int64(talk),
+                    ]
                 ),
                 (
                     "acw",
@@ -121,15 +129,22 @@ public final class TrafficGenerator: Sendable {
                     "participantId": customer, "sessionId": session, "disconnectType": abandoned ? "CUSTOMER" : "PEER",
                     "eventTime": t0 + Int64(wait + talk) + 1000,
                 ]
-            ))
+            )
+        )
         stats.withLock { $0.conversations += 1 }
         for (type, fields) in events {
             if type == "customer.end" {
                 simulator?.addConversation(
                     ConversationDetailsFactory.details(
-                        conversationID: conversation, queueID: queue, agentID: abandoned ? nil : agent,
-                        start: Date(timeIntervalSince1970: Double(t0) / 1000), waitMilliseconds: wait,
-                        talkMilliseconds: talk, abandoned: abandoned))
+                        conversationID: conversation,
+                        queueID: queue,
+                        agentID: abandoned ? nil : agent,
+                        start: Date(timeIntervalSince1970: Double(t0) / 1000),
+                        waitMilliseconds: wait,
+                        talkMilliseconds: talk,
+                        abandoned: abandoned
+                    )
+                )
                 ended.withLock { $0.append(conversation) }
             }
             await post(Self.envelope(conversation: conversation, type: type, fields: fields))

@@ -34,10 +34,10 @@ public struct DeadLetterReason: Sendable {
     public var lastFailureMilliseconds: Int64
 }
 
-/// Produces records to `<topic>.dlq` (same key, value and headers, plus the `dlq-*` headers)
-/// and waits for the broker's acknowledgement.
-public final class DeadLetterWriter: Sendable {
+/// A producer whose `send` returns once the broker acknowledged the record.
+public final class AcknowledgedProducer: Sendable {
     private let producer: KafkaProducer
+
     /// Continuations waiting for their record's acknowledgement, by token.
     private final class Waiting: Sendable {
         let byToken = Mutex<[UInt64: CheckedContinuation<KafkaError?, Never>]>([:])
@@ -45,9 +45,8 @@ public final class DeadLetterWriter: Sendable {
 
     private let waiting = Waiting()
     private let nextToken = Atomic<UInt64>(1)
-    private let groupID: String
 
-    public init(configuration: KafkaClientConfiguration, groupID: String, logger: Logger) throws(KafkaError) {
+    public init(configuration: KafkaClientConfiguration, logger: Logger) throws(KafkaError) {
         let waiting = self.waiting
         self.producer = try KafkaProducer(
             configuration: configuration,
@@ -59,6 +58,40 @@ public final class DeadLetterWriter: Sendable {
                 }
             }
         )
+    }
+
+    /// Produces one record and waits for the broker's acknowledgement.
+    public func send(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader]) async throws(KafkaError) {
+        let token = nextToken.add(1, ordering: .relaxed).newValue
+        let producer = self.producer
+        let waiting = self.waiting
+        let error: KafkaError? = await withCheckedContinuation {
+            (continuation: CheckedContinuation<KafkaError?, Never>) in
+            waiting.byToken.withLock { $0[token] = continuation }
+            do throws(KafkaError) {
+                try producer.produce(topic: topic, key: key, value: value, headers: headers, token: token)
+            } catch {
+                let c = waiting.byToken.withLock { $0.removeValue(forKey: token) }
+                c?.resume(returning: Optional(error))
+            }
+        }
+        if let error { throw error }
+    }
+
+    public func close() {
+        producer.flush(timeoutMilliseconds: 5000)
+        producer.close()
+    }
+}
+
+/// Produces records to `<topic>.dlq` (same key, value and headers, plus the `dlq-*` headers)
+/// and waits for the broker's acknowledgement.
+public final class DeadLetterWriter: Sendable {
+    private let producer: AcknowledgedProducer
+    private let groupID: String
+
+    public init(configuration: KafkaClientConfiguration, groupID: String, logger: Logger) throws(KafkaError) {
+        self.producer = try AcknowledgedProducer(configuration: configuration, logger: logger)
         self.groupID = groupID
     }
 
@@ -80,29 +113,13 @@ public final class DeadLetterWriter: Sendable {
             KafkaHeader(name: DeadLetterHeader.firstFailureAt, string: String(reason.firstFailureMilliseconds)),
             KafkaHeader(name: DeadLetterHeader.lastFailureAt, string: String(reason.lastFailureMilliseconds)),
         ]
-        let token = nextToken.add(1, ordering: .relaxed).newValue
-        let producer = self.producer
-        let error: KafkaError? = await withCheckedContinuation {
-            (continuation: CheckedContinuation<KafkaError?, Never>) in
-            waiting.byToken.withLock { $0[token] = continuation }
-            do throws(KafkaError) {
-                try producer.produce(
-                    topic: Self.topic(for: record.topic),
-                    key: record.key,
-                    value: record.value,
-                    headers: headers,
-                    token: token
-                )
-            } catch {
-                let c = waiting.byToken.withLock { $0.removeValue(forKey: token) }
-                c?.resume(returning: Optional(error))
-            }
-        }
-        if let error { throw error }
+        try await producer.send(
+            topic: Self.topic(for: record.topic),
+            key: record.key,
+            value: record.value,
+            headers: headers
+        )
     }
 
-    public func close() {
-        producer.flush(timeoutMilliseconds: 5000)
-        producer.close()
-    }
+    public func close() { producer.close() }
 }

@@ -21,13 +21,12 @@ public final class WorkerService: Service, HTTPRequestHandler, @unchecked Sendab
         self.logger = logger
     }
 
-    /// Builds the handlers named in the configuration.
-    public static func makeHandlers(_ configuration: WorkerConfiguration) -> [any EventHandler] {
-        configuration.handlers.map { name -> any EventHandler in
-            switch name {
-            case "record": RecordHandler(options: configuration.recordHandler)
-            default: NoopHandler()
-            }
+    /// Builds the built-in handler `name` (`noop`, `record`); nil for handlers built elsewhere.
+    public static func makeBuiltInHandler(_ name: String, _ configuration: WorkerConfiguration) -> (any EventHandler)? {
+        switch name {
+        case "record": RecordHandler(options: configuration.recordHandler)
+        case "noop": NoopHandler()
+        default: nil
         }
     }
 

@@ -1,8 +1,11 @@
 import ArgumentParser
 import Foundation
+import GenesysAPI
 import IngestCore
+import IngestEnrichment
 import IngestKafka
 import IngestLogging
+import IngestStore
 import IngestWorker
 import Logging
 import ServiceLifecycle
@@ -56,7 +59,14 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("configuration error: \(error.message)")
         }
         let store = try WorkerService.openStore(config.storeURL, schema: config.storeSchema)
-        let handlers = WorkerService.makeHandlers(config)
+        var handlers: [any EventHandler] = []
+        for name in config.handlers {
+            if let builtIn = WorkerService.makeBuiltInHandler(name, config) {
+                handlers.append(builtIn)
+            } else if name == "enrich" {
+                handlers.append(try makeEnrichmentHandler(environment, config: config, store: store, logger: logger))
+            }
+        }
         let runtime = try WorkerRuntime(
             configuration: config,
             handlers: handlers,
@@ -73,5 +83,29 @@ struct WorkerCommand: AsyncParsableCommand {
             )
         )
         try await group.run()
+    }
+
+    /// The enrich handler: a Genesys client whose rate budget is shared through the store.
+    private func makeEnrichmentHandler(
+        _ environment: EnvironmentReader,
+        config: WorkerConfiguration,
+        store: any IdempotencyStore,
+        logger: Logger
+    ) throws -> any EventHandler {
+        let (enrichment, clientConfig, limit): (EnrichmentConfiguration, GenesysClientConfiguration, Int)
+        do { (enrichment, clientConfig, limit) = try EnrichmentConfiguration.from(environment: environment) } catch {
+            throw ValidationError("configuration error: \(error.message)")
+        }
+        let budgetStore = (store as? any RateBudgetStore) ?? InMemoryRateBudgetStore()
+        let client = GenesysClient(
+            configuration: clientConfig,
+            budget: SharedRateBudget(store: budgetStore, bucket: clientConfig.clientID, limit: limit),
+            logger: logger
+        )
+        let output = try AcknowledgedProducer(
+            configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
+            logger: logger
+        )
+        return EnrichmentHandler(configuration: enrichment, client: client, output: output)
     }
 }

@@ -7,7 +7,8 @@ import Logging
 /// optionally, a traffic generator posting signed conversation events to a gateway.
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a local Genesys Cloud simulator and, optionally, generate conversation traffic to a gateway.")
+        abstract: "Run a local Genesys Cloud simulator and, optionally, generate conversation traffic to a gateway."
+    )
 
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port (0 picks one; printed at start).") var port: Int = 9400

@@ -1,0 +1,256 @@
+import Foundation
+import GenesysAPI
+import IngestCore
+import IngestKafka
+import IngestStore
+import IngestWorker
+import Logging
+
+/// Enrichment settings (environment variables in the README's worker section).
+public struct EnrichmentConfiguration: Sendable {
+    /// Topic types that trigger a fetch (default: `customer.end`).
+    public var topicTypes: Set<String> = ["customer.end"]
+    public var outputTopic = "genesys.conversations.enriched"
+    /// How long ids are collected before one multi-get (up to 100 ids).
+    public var batchWindowMilliseconds = 250
+    /// Retry delay while details are not available yet.
+    public var notAvailableRetryMilliseconds = 3000
+    /// A fetched conversation is served from memory for this long.
+    public var cacheSeconds = 120.0
+
+    public init() {}
+
+    public static let variableNames = [
+        "INGEST_GENESYS_REGION", "INGEST_GENESYS_API_URL", "INGEST_GENESYS_LOGIN_URL", "INGEST_GENESYS_CLIENT_ID",
+        "INGEST_GENESYS_CLIENT_SECRET", "INGEST_GENESYS_CLIENT_SECRET_FILE", "INGEST_GENESYS_RATE_LIMIT",
+        "INGEST_ENRICH_TOPIC_TYPES", "INGEST_ENRICH_OUTPUT_TOPIC", "INGEST_ENRICH_BATCH_WINDOW_MS",
+        "INGEST_ENRICH_RETRY_DELAY_MS",
+    ]
+
+    /// Reads the enrichment settings and the Genesys client from the environment.
+    public static func from(
+        environment env: EnvironmentReader
+    ) throws(ConfigurationError)
+        -> (EnrichmentConfiguration, GenesysClientConfiguration, rateLimit: Int)
+    {
+        var config = EnrichmentConfiguration()
+        if let types = env.string("INGEST_ENRICH_TOPIC_TYPES") {
+            config.topicTypes = Set(types.split(separator: ",").map { $0.trimmingASCIIWhitespace() })
+        }
+        config.outputTopic = env.string("INGEST_ENRICH_OUTPUT_TOPIC", default: config.outputTopic)
+        config.batchWindowMilliseconds = try env.int("INGEST_ENRICH_BATCH_WINDOW_MS", default: 250, range: 0...10_000)
+        config.notAvailableRetryMilliseconds = try env.int(
+            "INGEST_ENRICH_RETRY_DELAY_MS",
+            default: 3000,
+            range: 10...600_000
+        )
+        guard let clientID = env.string("INGEST_GENESYS_CLIENT_ID"),
+            let secret = try env.secret("INGEST_GENESYS_CLIENT_SECRET")
+        else {
+            throw ConfigurationError(
+                "the enrich handler needs INGEST_GENESYS_CLIENT_ID and INGEST_GENESYS_CLIENT_SECRET (or _FILE)"
+            )
+        }
+        let secretText = String(decoding: secret, as: UTF8.self)
+        var client: GenesysClientConfiguration
+        if let api = env.string("INGEST_GENESYS_API_URL") {
+            client = GenesysClientConfiguration(
+                clientID: clientID,
+                clientSecret: secretText,
+                apiBaseURL: api,
+                loginBaseURL: env.string("INGEST_GENESYS_LOGIN_URL", default: api)
+            )
+        } else {
+            let region = env.string("INGEST_GENESYS_REGION", default: "us-east-1")
+            guard let c = GenesysClientConfiguration(clientID: clientID, clientSecret: secretText, region: region)
+            else {
+                throw ConfigurationError("INGEST_GENESYS_REGION=\(region) is not a Genesys Cloud region")
+            }
+            client = c
+        }
+        let limit = try env.int("INGEST_GENESYS_RATE_LIMIT", default: 300, range: 1...100_000)
+        return (config, client, limit)
+    }
+}
+
+/// Fetches conversation details for ended conversations (batched multi-gets) and publishes
+/// them with derived fields to `genesys.conversations.enriched`, keyed by conversation id.
+/// Not-yet-available details are retried through the runtime's delay class.
+public final class EnrichmentHandler: EventHandler {
+    public let name = "enrich"
+    let configuration: EnrichmentConfiguration
+    let fetcher: DetailsBatcher
+    let output: AcknowledgedProducer
+
+    public init(configuration: EnrichmentConfiguration, client: GenesysClient, output: AcknowledgedProducer) {
+        self.configuration = configuration
+        self.fetcher = DetailsBatcher(
+            client: client,
+            windowMilliseconds: configuration.batchWindowMilliseconds,
+            cacheSeconds: configuration.cacheSeconds
+        )
+        self.output = output
+    }
+
+    public func accepts(_ event: WorkerEvent) -> Bool {
+        guard event.conversationID != nil, let topic = event.topicName,
+            topic.hasPrefix("v2.detail.events.conversation.")
+        else { return false }
+        return configuration.topicTypes.contains { topic.hasSuffix("." + $0) }
+    }
+
+    public func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect] {
+        guard let id = event.conversationID else { throw .poison("no conversation id") }
+        let details: [String: Any]?
+        do {
+            details = try await fetcher.details(for: id).value
+        } catch let error as GenesysAPIError {
+            switch error {
+            case .authentication: throw .fatal(error.description)
+            case .client: throw .poison(error.description)
+            case .notFound: details = nil
+            case .rateLimited, .unavailable: throw .retryable(error.description)
+            }
+        } catch {
+            throw .retryable("\(error)")
+        }
+        guard let details, details["conversationEnd"] != nil else {
+            throw .delay(
+                "details of \(id) not available yet",
+                afterMilliseconds: configuration.notAvailableRetryMilliseconds
+            )
+        }
+        let record: [String: Any] = [
+            "conversationId": id, "derived": DerivedFields.compute(details), "details": details,
+            "enrichedAt": ISO8601DateFormatter().string(from: Date()),
+        ]
+        let body: Data
+        do { body = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) } catch {
+            throw .poison("details are not serializable: \(error)")
+        }
+        do {
+            try await output.send(
+                topic: configuration.outputTopic,
+                key: Array(id.utf8),
+                value: Array(body),
+                headers: [KafkaHeader(name: "content-type", string: "application/json")]
+            )
+        } catch {
+            throw .retryable("publishing enriched record failed: \(error.message)")
+        }
+        return [SideEffect(handler: name, dedupKey: event.dedupKey, payload: id)]
+    }
+}
+
+/// Fields derived from conversation details.
+public enum DerivedFields {
+    public static func compute(_ details: [String: Any]) -> [String: Any] {
+        var metrics: [String: Double] = [:]
+        var queueIDs = Set<String>()
+        var agentIDs = Set<String>()
+        var mediaType: String?
+        for participant in details["participants"] as? [[String: Any]] ?? [] {
+            if participant["purpose"] as? String == "agent", let user = participant["userId"] as? String {
+                agentIDs.insert(user)
+            }
+            for session in participant["sessions"] as? [[String: Any]] ?? [] {
+                if mediaType == nil { mediaType = session["mediaType"] as? String }
+                for segment in session["segments"] as? [[String: Any]] ?? [] {
+                    if let q = segment["queueId"] as? String { queueIDs.insert(q) }
+                }
+                for metric in session["metrics"] as? [[String: Any]] ?? [] {
+                    guard let name = metric["name"] as? String, let value = (metric["value"] as? NSNumber)?.doubleValue
+                    else { continue }
+                    metrics[name, default: 0] += value
+                }
+            }
+        }
+        var out: [String: Any] = [
+            "queueIds": queueIDs.sorted(), "agentIds": agentIDs.sorted(), "abandoned": metrics["tAbandon"] != nil,
+        ]
+        out["tAcdMs"] = metrics["tAcd"].map { Int($0) }
+        out["talkMs"] = metrics["tTalk"].map { Int($0) }
+        out["holdMs"] = metrics["tHeld"].map { Int($0) }
+        out["handleMs"] = metrics["tHandle"].map { Int($0) }
+        out["mediaType"] = mediaType
+        out["direction"] = details["originatingDirection"]
+        return out
+    }
+}
+
+/// Collects conversation ids for a short window and fetches them with one multi-get (≤ 100),
+/// falling back to single GETs when the multi-get is refused; recently fetched complete
+/// conversations are served from memory.
+public actor DetailsBatcher {
+    /// A fetch result that can cross concurrency domains (JSON objects are immutable here).
+    public struct Details: @unchecked Sendable {
+        public var value: [String: Any]?
+    }
+
+    private let client: GenesysClient
+    private let window: Int
+    private let cacheSeconds: Double
+    private var waiting: [String: [CheckedContinuation<Details, Error>]] = [:]
+    private var order: [String] = []
+    private var flushScheduled = false
+    private var cache: [String: (details: Details, at: Date)] = [:]
+
+    init(client: GenesysClient, windowMilliseconds: Int, cacheSeconds: Double) {
+        self.client = client
+        self.window = windowMilliseconds
+        self.cacheSeconds = cacheSeconds
+    }
+
+    func details(for id: String) async throws -> Details {
+        if let hit = cache[id], Date().timeIntervalSince(hit.at) < cacheSeconds { return hit.details }
+        return try await withCheckedThrowingContinuation { continuation in
+            if waiting[id] == nil { order.append(id) }
+            waiting[id, default: []].append(continuation)
+            if order.count >= 100 {
+                Task { await self.flush() }
+            } else if !flushScheduled {
+                flushScheduled = true
+                let window = self.window
+                Task {
+                    try? await Task.sleep(for: .milliseconds(window))
+                    await self.flush()
+                }
+            }
+        }
+    }
+
+    private func flush() async {
+        flushScheduled = false
+        guard !order.isEmpty else { return }
+        let ids = Array(order.prefix(100))
+        order.removeFirst(ids.count)
+        var continuations: [String: [CheckedContinuation<Details, Error>]] = [:]
+        for id in ids { continuations[id] = waiting.removeValue(forKey: id) }
+        if !order.isEmpty && !flushScheduled {
+            flushScheduled = true
+            Task { await self.flush() }
+        }
+        do {
+            var found: [String: [String: Any]] = [:]
+            do {
+                for c in try await client.conversationDetails(ids: ids) {
+                    if let id = c["conversationId"] as? String { found[id] = c }
+                }
+            } catch GenesysAPIError.client {
+                // The multi-get was refused: fetch one by one.
+                for id in ids {
+                    if let c = try? await client.conversationDetails(id: id) { found[id] = c }
+                }
+            }
+            let now = Date()
+            for id in ids {
+                let details = Details(value: found[id])
+                if let d = found[id], d["conversationEnd"] != nil { cache[id] = (details, now) }
+                continuations[id]?.forEach { $0.resume(returning: details) }
+            }
+            if cache.count > 50_000 { cache = cache.filter { now.timeIntervalSince($0.value.at) < cacheSeconds } }
+        } catch {
+            for id in ids { continuations[id]?.forEach { $0.resume(throwing: error) } }
+        }
+    }
+}

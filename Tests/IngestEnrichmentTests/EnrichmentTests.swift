@@ -1,0 +1,114 @@
+import Foundation
+import GenesysSimulator
+import IngestCore
+import IngestKafka
+import IngestTesting
+import Logging
+import Testing
+
+@testable import IngestEnrichment
+
+@Suite("Conversation enrichment", .serialized)
+struct EnrichmentTests {
+    @Test func derivedFieldsFromTheRealDetailsShape() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(
+                "Fixtures/genesys/rest.analytics.conversations.details.query.conversation-element.json"
+            )
+        let details = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let derived = DerivedFields.compute(details)
+        #expect(derived["tAcdMs"] as? Int == 11179)
+        #expect(derived["talkMs"] as? Int == 374_561)
+        #expect(derived["holdMs"] as? Int == 544_176)
+        #expect(derived["handleMs"] as? Int == 918_737)
+        #expect(derived["queueIds"] as? [String] == ["a623d83c-96d7-4baa-af1f-d46ad6700d8b"])
+        #expect(derived["agentIds"] as? [String] == ["50fcd33c-f432-4726-abc9-979f3ca01555"])
+        #expect(derived["abandoned"] as? Bool == false)
+        #expect(derived["mediaType"] as? String == "chat")
+        #expect(derived["direction"] as? String == "inbound")
+    }
+
+    /// Generator → gateway → Kafka → enrichment worker → enriched topic. Details appear 1.5 s
+    /// after each conversation ends, so the first fetches find nothing: every ended
+    /// conversation must still be enriched, exactly once.
+    @Test func everyEndedConversationIsEnrichedExactlyOnce() async throws {
+        let broker = try TansuBroker()
+        let kafka = KafkaClientConfiguration(bootstrapServers: broker.bootstrap)
+        try KafkaAdmin(configuration: kafka).createTopics([.init(name: "genesys.raw.conversation", partitions: 3)])
+        var simConfig = SimulatorConfiguration()
+        simConfig.detailsDelayMilliseconds = 1500
+        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
+        try simulator.start()
+
+        let gateway = try ChildProcess(
+            executable: BuiltProducts.path("ingest-gateway"),
+            environment: [
+                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_HTTP_HOST": "127.0.0.1", "INGEST_HTTP_PORT": "0",
+                "INGEST_SOURCE_GENESYS_SECRET": "enrich-test", "INGEST_CREATE_TOPICS": "false",
+            ],
+            logName: "gateway"
+        )
+        let gatewayPort = try #require(gateway.waitForOutput(#"http\.port=(\d+) \[IngestHTTP\]"#, timeout: 30))
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("enrich-\(UUID()).sqlite").path
+        let worker = try ChildProcess(
+            executable: BuiltProducts.path("ingest-worker"),
+            environment: [
+                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_WORKER_HANDLERS": "enrich",
+                "INGEST_WORKER_TOPICS": "genesys.raw.conversation", "INGEST_STORE_URL": "sqlite:" + store,
+                "INGEST_WORKER_HTTP_HOST": "127.0.0.1", "INGEST_WORKER_HTTP_PORT": "0", "INGEST_WORKER_GROUP": "enrich",
+                "INGEST_WORKER_CONCURRENCY": "64",
+                "INGEST_KAFKA_CONSUMER_PROPERTIES": "max.poll.interval.ms=7000,session.timeout.ms=6000",
+                "INGEST_GENESYS_API_URL": simulator.baseURL, "INGEST_GENESYS_CLIENT_ID": "sim-client",
+                "INGEST_GENESYS_CLIENT_SECRET": "sim-secret", "INGEST_ENRICH_RETRY_DELAY_MS": "500",
+                "INGEST_ENRICH_BATCH_WINDOW_MS": "100",
+            ],
+            logName: "worker"
+        )
+        #expect(worker.waitForOutput(#"worker\.http\.port=(\d+)"#, timeout: 20) != nil, "\(worker.output)")
+
+        var options = TrafficGenerator.Options(
+            gatewayURL: "http://127.0.0.1:\(gatewayPort)/events/genesys",
+            secret: "enrich-test"
+        )
+        options.conversationsPerSecond = 30
+        let generator = TrafficGenerator(options: options, simulator: simulator, logger: Logger(label: "gen"))
+        await generator.run(conversations: 30)
+        #expect(generator.statistics.failed == 0)
+        let ended = Set(generator.endedConversations)
+        #expect(ended.count == 30)
+
+        var records: [KafkaRecord] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            records = try KafkaConsumer.readAll(
+                configuration: kafka,
+                topics: ["genesys.conversations.enriched"],
+                expected: 30,
+                idleMilliseconds: 1000
+            )
+            if records.count >= 30 { break }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        try await Task.sleep(for: .seconds(2))
+        records = try KafkaConsumer.readAll(
+            configuration: kafka,
+            topics: ["genesys.conversations.enriched"],
+            expected: 30
+        )
+        let keys = records.compactMap { $0.key.map { String(decoding: $0, as: UTF8.self) } }
+        #expect(records.count == 30, "\(records.count) enriched records; worker log: \(worker.output.suffix(1500))")
+        #expect(Set(keys) == ended, "every ended conversation enriched")
+        #expect(Set(keys).count == keys.count, "each exactly once")
+        let first = try #require(records.first)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(first.value)) as? [String: Any])
+        let derived = try #require(object["derived"] as? [String: Any])
+        #expect(derived["tAcdMs"] as? Int != nil)
+        #expect((derived["queueIds"] as? [String])?.isEmpty == false)
+        // Batching: far fewer API calls than conversations, none rate-limited.
+        let stats = simulator.statistics
+        #expect(stats.rateLimited == 0)
+        #expect(stats.apiRequests < 30, "multi-get batches (\(stats.apiRequests) requests)")
+        _ = gateway
+        await simulator.stop()
+    }
+}
