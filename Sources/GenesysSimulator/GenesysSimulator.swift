@@ -149,6 +149,16 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             }
             return token(request)
         }
+        if path == "/simulator/stats" {
+            let s = statistics
+            return Self.json(
+                .ok,
+                [
+                    "apiRequests": s.apiRequests, "rateLimited": s.rateLimited, "tokensIssued": s.tokensIssued,
+                    "maxRequestsInWindow": s.maxPerMinute,
+                ]
+            )
+        }
         guard path.hasPrefix("/api/v2/") else { return .error(.notFound, "not found") }
         // Authentication, then the per-token rate limit.
         guard let auth = request.headers["authorization"], auth.hasPrefix("Bearer ") else {

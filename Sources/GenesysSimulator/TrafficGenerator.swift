@@ -151,6 +151,36 @@ public final class TrafficGenerator: Sendable {
         }
     }
 
+    /// Registers `count` ended conversations with the simulator and returns their
+    /// `customer.end` envelopes (conversation id, body) — load for enrichment benchmarks.
+    public static func endedConversations(_ count: Int, simulator: GenesysSimulator) -> [(String, [UInt8])] {
+        (0..<count).map { _ in
+            let id = UUID().uuidString.lowercased()
+            let wait = Int.random(in: 2_000...90_000)
+            let start = Date().addingTimeInterval(-600)
+            simulator.addConversation(
+                ConversationDetailsFactory.details(
+                    conversationID: id,
+                    queueID: "11111111-0000-4000-8000-000000000001",
+                    agentID: "22222222-0000-4000-8000-000000000001",
+                    start: start,
+                    waitMilliseconds: wait,
+                    talkMilliseconds: 120_000,
+                    abandoned: false
+                )
+            )
+            let body = envelope(
+                conversation: id,
+                type: "customer.end",
+                fields: [
+                    "participantId": UUID().uuidString.lowercased(), "sessionId": UUID().uuidString.lowercased(),
+                    "disconnectType": "PEER", "eventTime": Int64(Date().timeIntervalSince1970 * 1000),
+                ]
+            )
+            return (id, body)
+        }
+    }
+
     /// An EventBridge envelope of a conversation detail event.
     static func envelope(conversation: String, type: String, fields: [String: Any]) -> [UInt8] {
         var body = fields

@@ -178,9 +178,13 @@ public enum DerivedFields {
     }
 }
 
-/// Collects conversation ids for a short window and fetches them with one multi-get (≤ 100),
-/// falling back to single GETs when the multi-get is refused; recently fetched complete
-/// conversations are served from memory.
+/// Collects conversation ids and fetches them with multi-gets of up to 100 ids, falling back
+/// to single GETs when a multi-get is refused; recently fetched complete conversations are
+/// served from memory.
+///
+/// At most `maxInFlight` multi-gets run at once. While they wait for the rate budget, new ids
+/// accumulate, so under load every request carries close to 100 ids; a partial batch goes out
+/// once the collection window has passed.
 public actor DetailsBatcher {
     /// A fetch result that can cross concurrency domains (JSON objects are immutable here).
     public struct Details: @unchecked Sendable {
@@ -190,9 +194,11 @@ public actor DetailsBatcher {
     private let client: GenesysClient
     private let window: Int
     private let cacheSeconds: Double
+    private let maxInFlight = 4
     private var waiting: [String: [CheckedContinuation<Details, Error>]] = [:]
     private var order: [String] = []
-    private var flushScheduled = false
+    private var inFlight = 0
+    private var windowTimer: Task<Void, Never>?
     private var cache: [String: (details: Details, at: Date)] = [:]
 
     init(client: GenesysClient, windowMilliseconds: Int, cacheSeconds: Double) {
@@ -206,51 +212,77 @@ public actor DetailsBatcher {
         return try await withCheckedThrowingContinuation { continuation in
             if waiting[id] == nil { order.append(id) }
             waiting[id, default: []].append(continuation)
-            if order.count >= 100 {
-                Task { await self.flush() }
-            } else if !flushScheduled {
-                flushScheduled = true
-                let window = self.window
-                Task {
-                    try? await Task.sleep(for: .milliseconds(window))
-                    await self.flush()
-                }
+            pump()
+        }
+    }
+
+    /// Starts full batches while there is room; arms the window timer for a partial one.
+    private func pump() {
+        while inFlight < maxInFlight && order.count >= 100 { launch() }
+        if !order.isEmpty && inFlight < maxInFlight && windowTimer == nil {
+            let window = self.window
+            windowTimer = Task {
+                try? await Task.sleep(for: .milliseconds(window))
+                await self.windowElapsed()
             }
         }
     }
 
-    private func flush() async {
-        flushScheduled = false
-        guard !order.isEmpty else { return }
+    private func windowElapsed() {
+        windowTimer = nil
+        if !order.isEmpty && inFlight < maxInFlight { launch() }
+        pump()
+    }
+
+    private func launch() {
         let ids = Array(order.prefix(100))
         order.removeFirst(ids.count)
         var continuations: [String: [CheckedContinuation<Details, Error>]] = [:]
         for id in ids { continuations[id] = waiting.removeValue(forKey: id) }
-        if !order.isEmpty && !flushScheduled {
-            flushScheduled = true
-            Task { await self.flush() }
+        inFlight += 1
+        Task {
+            let result = await self.fetch(ids)
+            self.finish(ids, continuations, result)
         }
+    }
+
+    private func fetch(_ ids: [String]) async -> Result<[String: Details], Error> {
         do {
-            var found: [String: [String: Any]] = [:]
+            var found: [String: Details] = [:]
             do {
                 for c in try await client.conversationDetails(ids: ids) {
-                    if let id = c["conversationId"] as? String { found[id] = c }
+                    if let id = c["conversationId"] as? String { found[id] = Details(value: c) }
                 }
             } catch GenesysAPIError.client {
                 // The multi-get was refused: fetch one by one.
                 for id in ids {
-                    if let c = try? await client.conversationDetails(id: id) { found[id] = c }
+                    if let c = try? await client.conversationDetails(id: id) { found[id] = Details(value: c) }
                 }
             }
-            let now = Date()
+            return .success(found)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func finish(
+        _ ids: [String],
+        _ continuations: [String: [CheckedContinuation<Details, Error>]],
+        _ result: Result<[String: Details], Error>
+    ) {
+        inFlight -= 1
+        let now = Date()
+        switch result {
+        case .success(let found):
             for id in ids {
-                let details = Details(value: found[id])
-                if let d = found[id], d["conversationEnd"] != nil { cache[id] = (details, now) }
+                let details = found[id] ?? Details(value: nil)
+                if details.value?["conversationEnd"] != nil { cache[id] = (details, now) }
                 continuations[id]?.forEach { $0.resume(returning: details) }
             }
             if cache.count > 50_000 { cache = cache.filter { now.timeIntervalSince($0.value.at) < cacheSeconds } }
-        } catch {
+        case .failure(let error):
             for id in ids { continuations[id]?.forEach { $0.resume(throwing: error) } }
         }
+        pump()
     }
 }

@@ -1,11 +1,17 @@
 import ArgumentParser
 import Foundation
 import GenesysSimulator
+import IngestKafka
 import Logging
 
 /// `ingestctl simulate`: a local Genesys Cloud (token, analytics details, routing queues) and,
 /// optionally, a traffic generator posting signed conversation events to a gateway.
 struct Simulate: AsyncParsableCommand {
+    /// Unbuffered output: the command runs for long and is often redirected to a file.
+    private func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
     static let configuration = CommandConfiguration(
         abstract: "Run a local Genesys Cloud simulator and, optionally, generate conversation traffic to a gateway."
     )
@@ -23,6 +29,10 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "The gateway source's genesys-hmac secret (or $INGESTCTL_SECRET).") var secret: String?
     @Option(help: "Conversations to simulate (0 = until interrupted).") var conversations: Int = 0
     @Option(help: "Conversations started per second.") var conversationRate: Double = 5
+    @Option(help: "Register this many ended conversations and produce their customer.end events to Kafka (benchmarks).")
+    var preload: Int = 0
+    @Option(help: "Kafka bootstrap servers for --preload.") var produceTo: String = "127.0.0.1:9092"
+    @Option(help: "Topic for --preload.") var preloadTopic: String = "genesys.raw.conversation"
 
     func run() async throws {
         var config = SimulatorConfiguration()
@@ -38,7 +48,30 @@ struct Simulate: AsyncParsableCommand {
         let logger = Logger(label: "simulator")
         let simulator = GenesysSimulator(configuration: config, logger: logger)
         let bound = try simulator.start()
-        print("Genesys simulator on http://\(host):\(bound) (client \(clientId))")
+        say("Genesys simulator on http://\(host):\(bound) (client \(clientId))")
+        if preload > 0 {
+            let events = TrafficGenerator.endedConversations(preload, simulator: simulator)
+            let failures = FailureCount()
+            let producer = try KafkaProducer(
+                configuration: KafkaClientConfiguration(bootstrapServers: produceTo),
+                logger: logger,
+                onDeliveryReports: { r in failures.count.add(r.filter { $0.error != nil }.count, ordering: .relaxed) }
+            )
+            for (i, (id, body)) in events.enumerated() {
+                try producer.produce(
+                    topic: preloadTopic,
+                    key: Array(id.utf8),
+                    value: body,
+                    headers: [],
+                    token: UInt64(i + 1)
+                )
+            }
+            guard producer.flush(timeoutMilliseconds: 60_000), failures.count.load(ordering: .relaxed) == 0 else {
+                throw ValidationError("preloaded events were not all acknowledged")
+            }
+            producer.close()
+            say("preloaded \(preload) ended conversations")
+        }
         guard let generateTo else {
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
@@ -52,10 +85,10 @@ struct Simulate: AsyncParsableCommand {
             let batch = conversations > 0 ? conversations : Int(max(1, conversationRate * 10))
             await generator.run(conversations: batch)
             let s = generator.statistics
-            print("conversations \(s.conversations), events \(s.events), accepted \(s.accepted), failed \(s.failed)")
+            say("conversations \(s.conversations), events \(s.events), accepted \(s.accepted), failed \(s.failed)")
         } while conversations == 0
         // Keep serving details for the conversations just generated.
-        print("traffic done; simulator keeps serving (Ctrl-C to stop)")
+        say("traffic done; simulator keeps serving (Ctrl-C to stop)")
         while true { try await Task.sleep(for: .seconds(3600)) }
     }
 }
