@@ -50,6 +50,8 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         var conversations: [String: Conversation] = [:]
         var queues: [String: [String: Any]] = [:]
         var members: [String: Set<String>] = [:]
+        /// Live queue observations by queue id: oWaiting, oInteracting, oLongestWaiting (ms).
+        var observations: [String: (waiting: Int, interacting: Int, longestWaitingMs: Int)] = [:]
         var apiRequests = 0
         var rateLimited = 0
         var tokensIssued = 0
@@ -105,6 +107,11 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     public func addQueue(_ queue: [String: Any]) {
         guard let id = queue["id"] as? String else { return }
         state.withLock { $0.value.queues[id] = queue }
+    }
+
+    /// Sets a queue's live observations (served by the observations query).
+    public func setObservations(queueID: String, waiting: Int, interacting: Int, longestWaitingMilliseconds: Int) {
+        state.withLock { $0.value.observations[queueID] = (waiting, interacting, longestWaitingMilliseconds) }
     }
 
     /// Invalidates every issued token (the next API call gets a 401).
@@ -272,6 +279,26 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
                 box.value.conversations.values.filter { $0.availableAt <= now }.map(\.details)
             }
             return Self.json(.ok, ["conversations": Array(all.prefix(100)), "totalHits": all.count])
+        case ("POST", ["analytics", "queues", "observations", "query"]):
+            // {"filter":{"type":"or","predicates":[{"dimension":"queueId","value":"…"}]},"metrics":[…]}
+            let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
+            let predicates = (body?["filter"] as? [String: Any])?["predicates"] as? [[String: Any]] ?? []
+            let ids = predicates.compactMap { $0["dimension"] as? String == "queueId" ? $0["value"] as? String : nil }
+            let observed = state.withLock { box in ids.map { ($0, box.value.observations[$0] ?? (0, 0, 0)) } }
+            let results: [[String: Any]] = observed.map { id, o in
+                [
+                    "group": ["queueId": id],
+                    "data": [
+                        ["metric": "oWaiting", "stats": ["count": o.waiting]],
+                        ["metric": "oInteracting", "stats": ["count": o.interacting]],
+                        [
+                            "metric": "oLongestWaiting",
+                            "stats": ["max": o.longestWaitingMs, "count": o.waiting > 0 ? 1 : 0],
+                        ],
+                    ],
+                ]
+            }
+            return Self.json(.ok, ["results": results])
         case ("GET", let p) where p.count == 3 && p[0] == "routing" && p[1] == "queues":
             guard let queue = state.withLock({ $0.value.queues[p[2]] }) else {
                 return Self.json(.notFound, ["message": "Queue not found", "status": 404])

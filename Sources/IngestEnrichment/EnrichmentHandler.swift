@@ -17,6 +17,9 @@ public struct EnrichmentConfiguration: Sendable {
     public var notAvailableRetryMilliseconds = 3000
     /// A fetched conversation is served from memory for this long.
     public var cacheSeconds = 120.0
+    /// When set, enriched conversations are also upserted into `enriched_conversations` here.
+    public var tableURL: String?
+    public var tableSchema = "public"
 
     public init() {}
 
@@ -24,7 +27,7 @@ public struct EnrichmentConfiguration: Sendable {
         "INGEST_GENESYS_REGION", "INGEST_GENESYS_API_URL", "INGEST_GENESYS_LOGIN_URL", "INGEST_GENESYS_CLIENT_ID",
         "INGEST_GENESYS_CLIENT_SECRET", "INGEST_GENESYS_CLIENT_SECRET_FILE", "INGEST_GENESYS_RATE_LIMIT",
         "INGEST_ENRICH_TOPIC_TYPES", "INGEST_ENRICH_OUTPUT_TOPIC", "INGEST_ENRICH_BATCH_WINDOW_MS",
-        "INGEST_ENRICH_RETRY_DELAY_MS",
+        "INGEST_ENRICH_RETRY_DELAY_MS", "INGEST_ENRICH_TABLE_URL", "INGEST_ENRICH_TABLE_SCHEMA",
     ]
 
     /// Reads the enrichment settings and the Genesys client from the environment.
@@ -39,6 +42,8 @@ public struct EnrichmentConfiguration: Sendable {
         }
         config.outputTopic = env.string("INGEST_ENRICH_OUTPUT_TOPIC", default: config.outputTopic)
         config.batchWindowMilliseconds = try env.int("INGEST_ENRICH_BATCH_WINDOW_MS", default: 250, range: 0...10_000)
+        config.tableURL = env.string("INGEST_ENRICH_TABLE_URL")
+        config.tableSchema = env.string("INGEST_ENRICH_TABLE_SCHEMA", default: "public")
         config.notAvailableRetryMilliseconds = try env.int(
             "INGEST_ENRICH_RETRY_DELAY_MS",
             default: 3000,
@@ -81,9 +86,16 @@ public final class EnrichmentHandler: EventHandler {
     let configuration: EnrichmentConfiguration
     let fetcher: DetailsBatcher
     let output: AcknowledgedProducer
+    let table: PostgresIdempotencyStore?
 
-    public init(configuration: EnrichmentConfiguration, client: GenesysClient, output: AcknowledgedProducer) {
+    public init(
+        configuration: EnrichmentConfiguration,
+        client: GenesysClient,
+        output: AcknowledgedProducer,
+        table: PostgresIdempotencyStore? = nil
+    ) {
         self.configuration = configuration
+        self.table = table
         self.fetcher = DetailsBatcher(
             client: client,
             windowMilliseconds: configuration.batchWindowMilliseconds,
@@ -137,6 +149,17 @@ public final class EnrichmentHandler: EventHandler {
             )
         } catch {
             throw .retryable("publishing enriched record failed: \(error.message)")
+        }
+        if let table, let end = details["conversationEnd"] as? String {
+            do {
+                try await table.upsertEnrichedConversation(
+                    id: id,
+                    conversationEnd: end,
+                    recordJSON: String(decoding: body, as: UTF8.self)
+                )
+            } catch {
+                throw .retryable("upserting the enriched conversation failed: \(error)")
+            }
         }
         return [SideEffect(handler: name, dedupKey: event.dedupKey, payload: id)]
     }

@@ -216,7 +216,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
 
     // MARK: - libpq (on `queue`)
 
-    private func query(_ sql: String, _ parameters: [String]) async throws(StoreError) -> [[String?]] {
+    func query(_ sql: String, _ parameters: [String]) async throws(StoreError) -> [[String?]] {
         let result: Result<[[String?]], StoreError> = await withCheckedContinuation { continuation in
             queue.async {
                 continuation.resume(

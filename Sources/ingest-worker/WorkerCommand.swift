@@ -64,7 +64,9 @@ struct WorkerCommand: AsyncParsableCommand {
             if let builtIn = WorkerService.makeBuiltInHandler(name, config) {
                 handlers.append(builtIn)
             } else if name == "enrich" {
-                handlers.append(try makeEnrichmentHandler(environment, config: config, store: store, logger: logger))
+                handlers.append(
+                    try await makeEnrichmentHandler(environment, config: config, store: store, logger: logger)
+                )
             }
         }
         let runtime = try WorkerRuntime(
@@ -91,7 +93,7 @@ struct WorkerCommand: AsyncParsableCommand {
         config: WorkerConfiguration,
         store: any IdempotencyStore,
         logger: Logger
-    ) throws -> any EventHandler {
+    ) async throws -> any EventHandler {
         let (enrichment, clientConfig, limit): (EnrichmentConfiguration, GenesysClientConfiguration, Int)
         do { (enrichment, clientConfig, limit) = try EnrichmentConfiguration.from(environment: environment) } catch {
             throw ValidationError("configuration error: \(error.message)")
@@ -106,6 +108,12 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
             logger: logger
         )
-        return EnrichmentHandler(configuration: enrichment, client: client, output: output)
+        var table: PostgresIdempotencyStore?
+        if let url = enrichment.tableURL {
+            let t = try PostgresIdempotencyStore(url: url, schema: enrichment.tableSchema)
+            try await t.prepareEnrichedConversations()
+            table = t
+        }
+        return EnrichmentHandler(configuration: enrichment, client: client, output: output, table: table)
     }
 }

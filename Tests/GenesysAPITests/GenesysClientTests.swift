@@ -211,3 +211,53 @@ struct GenesysClientTests {
         await sim.stop()
     }
 }
+
+@Suite("Simulator routing endpoints (for the overflow controller)")
+struct SimulatorRoutingTests {
+    @Test func queueReadModifyWriteMembersAndObservations() async throws {
+        let sim = try simulator()
+        sim.addQueue(["id": "q-1", "name": "Support", "dateModified": "2026-01-01T00:00:00Z"])
+        sim.setObservations(queueID: "q-1", waiting: 7, interacting: 3, longestWaitingMilliseconds: 95_000)
+        let api = client(sim)
+        func object(_ r: GenesysClient.Response) throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: r.body) as? [String: Any])
+        }
+        var queue = try object(try await api.request("GET", "/api/v2/routing/queues/q-1"))
+        #expect(queue["name"] as? String == "Support")
+        queue["name"] = "Support (overflow)"
+        let updated = try object(
+            try await api.request(
+                "PUT",
+                "/api/v2/routing/queues/q-1",
+                body: try JSONSerialization.data(withJSONObject: queue)
+            )
+        )
+        #expect(updated["name"] as? String == "Support (overflow)")
+        #expect(updated["dateModified"] as? String != "2026-01-01T00:00:00Z", "a PUT moves dateModified")
+
+        let add = try JSONSerialization.data(withJSONObject: [["id": "u-1"], ["id": "u-2"]])
+        _ = try await api.request("POST", "/api/v2/routing/queues/q-1/members", body: add)
+        let remove = try JSONSerialization.data(withJSONObject: [["id": "u-1"], ["id": "absent"]])
+        _ = try await api.request("POST", "/api/v2/routing/queues/q-1/members?delete=true", body: remove)
+        let members = try object(try await api.request("GET", "/api/v2/routing/queues/q-1/members"))
+        #expect((members["entities"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["u-2"])
+
+        let query: [String: Any] = [
+            "filter": ["type": "or", "predicates": [["dimension": "queueId", "value": "q-1"]]],
+            "metrics": ["oWaiting", "oInteracting", "oLongestWaiting"],
+        ]
+        let observed = try object(
+            try await api.request(
+                "POST",
+                "/api/v2/analytics/queues/observations/query",
+                body: try JSONSerialization.data(withJSONObject: query)
+            )
+        )
+        let data = ((observed["results"] as? [[String: Any]])?.first?["data"] as? [[String: Any]]) ?? []
+        let waiting = data.first { $0["metric"] as? String == "oWaiting" }?["stats"] as? [String: Any]
+        #expect(waiting?["count"] as? Int == 7)
+        let ewt = try object(try await api.request("GET", "/api/v2/routing/queues/q-1/estimatedwaittime"))
+        #expect((ewt["results"] as? [[String: Any]])?.isEmpty == false)
+        await sim.stop()
+    }
+}

@@ -2,6 +2,7 @@ import Foundation
 import GenesysSimulator
 import IngestCore
 import IngestKafka
+import IngestStore
 import IngestTesting
 import Logging
 import Testing
@@ -50,9 +51,16 @@ struct EnrichmentTests {
         )
         let gatewayPort = try #require(gateway.waitForOutput(#"http\.port=(\d+) \[IngestHTTP\]"#, timeout: 30))
         let store = FileManager.default.temporaryDirectory.appendingPathComponent("enrich-\(UUID()).sqlite").path
+        // With PostgreSQL available, also upsert into the enriched_conversations table.
+        let postgres = ProcessInfo.processInfo.environment["INGEST_TEST_POSTGRES_URL"]
+        let schema = "enrich_" + UUID().uuidString.prefix(8).lowercased()
+        var tableEnvironment: [String: String] = [:]
+        if let postgres {
+            tableEnvironment = ["INGEST_ENRICH_TABLE_URL": postgres, "INGEST_ENRICH_TABLE_SCHEMA": schema]
+        }
         let worker = try ChildProcess(
             executable: BuiltProducts.path("ingest-worker"),
-            environment: [
+            environment: tableEnvironment.merging([
                 "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_WORKER_HANDLERS": "enrich",
                 "INGEST_WORKER_TOPICS": "genesys.raw.conversation", "INGEST_STORE_URL": "sqlite:" + store,
                 "INGEST_WORKER_HTTP_HOST": "127.0.0.1", "INGEST_WORKER_HTTP_PORT": "0", "INGEST_WORKER_GROUP": "enrich",
@@ -61,7 +69,7 @@ struct EnrichmentTests {
                 "INGEST_GENESYS_API_URL": simulator.baseURL, "INGEST_GENESYS_CLIENT_ID": "sim-client",
                 "INGEST_GENESYS_CLIENT_SECRET": "sim-secret", "INGEST_ENRICH_RETRY_DELAY_MS": "500",
                 "INGEST_ENRICH_BATCH_WINDOW_MS": "100",
-            ],
+            ]) { $1 },
             logName: "worker"
         )
         #expect(worker.waitForOutput(#"worker\.http\.port=(\d+)"#, timeout: 20) != nil, "\(worker.output)")
@@ -108,6 +116,11 @@ struct EnrichmentTests {
         let stats = simulator.statistics
         #expect(stats.rateLimited == 0)
         #expect(stats.apiRequests < 30, "multi-get batches (\(stats.apiRequests) requests)")
+        if let postgres {
+            let table = try PostgresIdempotencyStore(url: postgres, schema: schema)
+            #expect(try await table.enrichedConversationCount() == 30, "one row per conversation")
+            await table.close()
+        }
         _ = gateway
         await simulator.stop()
     }
