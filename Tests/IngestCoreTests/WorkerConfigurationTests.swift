@@ -36,7 +36,7 @@ struct WorkerConfigurationTests {
 
     @Test(
         arguments: [
-            (["INGEST_WORKER_HANDLERS": "enrich"], "known handlers"),
+            (["INGEST_WORKER_HANDLERS": "wait-time-analytics"], "known handlers"),
             (["INGEST_STORE_URL": "mysql://x"], "INGEST_STORE_URL"),
             (["INGEST_WORKER_CONCURRENCY": "0"], "INGEST_WORKER_CONCURRENCY"),
             (["INGEST_KAFKA_CONSUMER_PROPERTIES": "nonsense"], "INGEST_KAFKA_CONSUMER_PROPERTIES"),
