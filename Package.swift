@@ -127,6 +127,7 @@ let package = Package(
             name: "IngestEnrichmentTests",
             dependencies: [
                 "IngestEnrichment", "GenesysSimulator", "GenesysAPI", "IngestKafka", "IngestTesting", "IngestCore",
+                "IngestStore", "IngestWorker",
             ]
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),

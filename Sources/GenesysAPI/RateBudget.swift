@@ -37,9 +37,18 @@ public final class SharedRateBudget: RateBudget {
     ) {
         self.store = store
         self.bucket = bucket
-        let slice = periodSeconds / Double(max(1, slices))
+        // Fewer, longer slices for tiny limits, so that every slice admits at least one request
+        // and the bound still holds.
+        var count = max(1, slices)
+        while count > 1 && Self.admitted(limit: limit, period: periodSeconds, slices: count) < 1 { count -= 1 }
+        let slice = periodSeconds / Double(count)
         self.sliceMilliseconds = Int64(slice * 1000)
-        self.perSlice = max(1, Int((Double(limit) * slice / (periodSeconds + slice)).rounded(.down)))
+        self.perSlice = max(1, Self.admitted(limit: limit, period: periodSeconds, slices: count))
+    }
+
+    static func admitted(limit: Int, period: Double, slices: Int) -> Int {
+        let slice = period / Double(slices)
+        return Int((Double(limit) * slice / (period + slice)).rounded(.down))
     }
 
     public func acquire() async throws {

@@ -11,8 +11,10 @@ public struct EnrichmentConfiguration: Sendable {
     /// Topic types that trigger a fetch (default: `customer.end`).
     public var topicTypes: Set<String> = ["customer.end"]
     public var outputTopic = "genesys.conversations.enriched"
-    /// How long ids are collected before one multi-get (up to 100 ids).
+    /// How long ids are collected before a partial multi-get.
     public var batchWindowMilliseconds = 250
+    /// Ids per multi-get (Genesys's maximum is undocumented; 100 is safe).
+    public var batchSize = 100
     /// Retry delay while details are not available yet.
     public var notAvailableRetryMilliseconds = 3000
     /// A fetched conversation is served from memory for this long.
@@ -28,13 +30,15 @@ public struct EnrichmentConfiguration: Sendable {
         "INGEST_GENESYS_CLIENT_SECRET", "INGEST_GENESYS_CLIENT_SECRET_FILE", "INGEST_GENESYS_RATE_LIMIT",
         "INGEST_ENRICH_TOPIC_TYPES", "INGEST_ENRICH_OUTPUT_TOPIC", "INGEST_ENRICH_BATCH_WINDOW_MS",
         "INGEST_ENRICH_RETRY_DELAY_MS", "INGEST_ENRICH_TABLE_URL", "INGEST_ENRICH_TABLE_SCHEMA",
+        "INGEST_ENRICH_BATCH_SIZE",
+        "INGEST_GENESYS_RATE_PERIOD_SECONDS",
     ]
 
     /// Reads the enrichment settings and the Genesys client from the environment.
     public static func from(
         environment env: EnvironmentReader
     ) throws(ConfigurationError)
-        -> (EnrichmentConfiguration, GenesysClientConfiguration, rateLimit: Int)
+        -> (EnrichmentConfiguration, GenesysClientConfiguration, rateLimit: Int, ratePeriodSeconds: Int)
     {
         var config = EnrichmentConfiguration()
         if let types = env.string("INGEST_ENRICH_TOPIC_TYPES") {
@@ -42,6 +46,7 @@ public struct EnrichmentConfiguration: Sendable {
         }
         config.outputTopic = env.string("INGEST_ENRICH_OUTPUT_TOPIC", default: config.outputTopic)
         config.batchWindowMilliseconds = try env.int("INGEST_ENRICH_BATCH_WINDOW_MS", default: 250, range: 0...10_000)
+        config.batchSize = try env.int("INGEST_ENRICH_BATCH_SIZE", default: 100, range: 1...100)
         config.tableURL = env.string("INGEST_ENRICH_TABLE_URL")
         config.tableSchema = env.string("INGEST_ENRICH_TABLE_SCHEMA", default: "public")
         config.notAvailableRetryMilliseconds = try env.int(
@@ -74,7 +79,8 @@ public struct EnrichmentConfiguration: Sendable {
             client = c
         }
         let limit = try env.int("INGEST_GENESYS_RATE_LIMIT", default: 300, range: 1...100_000)
-        return (config, client, limit)
+        let period = try env.int("INGEST_GENESYS_RATE_PERIOD_SECONDS", default: 60, range: 1...3600)
+        return (config, client, limit, period)
     }
 }
 
@@ -98,6 +104,7 @@ public final class EnrichmentHandler: EventHandler {
         self.table = table
         self.fetcher = DetailsBatcher(
             client: client,
+            batchSize: configuration.batchSize,
             windowMilliseconds: configuration.batchWindowMilliseconds,
             cacheSeconds: configuration.cacheSeconds
         )
@@ -224,8 +231,11 @@ public actor DetailsBatcher {
     private var windowTimer: Task<Void, Never>?
     private var cache: [String: (details: Details, at: Date)] = [:]
 
-    init(client: GenesysClient, windowMilliseconds: Int, cacheSeconds: Double) {
+    private let batchSize: Int
+
+    init(client: GenesysClient, batchSize: Int, windowMilliseconds: Int, cacheSeconds: Double) {
         self.client = client
+        self.batchSize = batchSize
         self.window = windowMilliseconds
         self.cacheSeconds = cacheSeconds
     }
@@ -241,7 +251,7 @@ public actor DetailsBatcher {
 
     /// Starts full batches while there is room; arms the window timer for a partial one.
     private func pump() {
-        while inFlight < maxInFlight && order.count >= 100 { launch() }
+        while inFlight < maxInFlight && order.count >= batchSize { launch() }
         if !order.isEmpty && inFlight < maxInFlight && windowTimer == nil {
             let window = self.window
             windowTimer = Task {
@@ -258,7 +268,7 @@ public actor DetailsBatcher {
     }
 
     private func launch() {
-        let ids = Array(order.prefix(100))
+        let ids = Array(order.prefix(batchSize))
         order.removeFirst(ids.count)
         var continuations: [String: [CheckedContinuation<Details, Error>]] = [:]
         for id in ids { continuations[id] = waiting.removeValue(forKey: id) }

@@ -94,14 +94,21 @@ struct WorkerCommand: AsyncParsableCommand {
         store: any IdempotencyStore,
         logger: Logger
     ) async throws -> any EventHandler {
-        let (enrichment, clientConfig, limit): (EnrichmentConfiguration, GenesysClientConfiguration, Int)
-        do { (enrichment, clientConfig, limit) = try EnrichmentConfiguration.from(environment: environment) } catch {
+        let (enrichment, clientConfig, limit, period): (EnrichmentConfiguration, GenesysClientConfiguration, Int, Int)
+        do {
+            (enrichment, clientConfig, limit, period) = try EnrichmentConfiguration.from(environment: environment)
+        } catch {
             throw ValidationError("configuration error: \(error.message)")
         }
         let budgetStore = (store as? any RateBudgetStore) ?? InMemoryRateBudgetStore()
         let client = GenesysClient(
             configuration: clientConfig,
-            budget: SharedRateBudget(store: budgetStore, bucket: clientConfig.clientID, limit: limit),
+            budget: SharedRateBudget(
+                store: budgetStore,
+                bucket: clientConfig.clientID,
+                limit: limit,
+                periodSeconds: Double(period)
+            ),
             logger: logger
         )
         let output = try AcknowledgedProducer(

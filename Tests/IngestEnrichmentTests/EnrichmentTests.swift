@@ -4,6 +4,7 @@ import IngestCore
 import IngestKafka
 import IngestStore
 import IngestTesting
+import IngestWorker
 import Logging
 import Testing
 
@@ -122,6 +123,63 @@ struct EnrichmentTests {
             await table.close()
         }
         _ = gateway
+        await simulator.stop()
+    }
+
+    /// Two worker processes share one OAuth client: their combined requests stay under the
+    /// simulator's limit (20 per 6 s) because the budget is counted in their shared store.
+    @Test func twoWorkerProcessesShareOneRateBudget() async throws {
+        let broker = try TansuBroker()
+        let kafka = KafkaClientConfiguration(bootstrapServers: broker.bootstrap)
+        try KafkaAdmin(configuration: kafka).createTopics([.init(name: "genesys.raw.conversation", partitions: 4)])
+        var simConfig = SimulatorConfiguration()
+        simConfig.requestsPerMinute = 20
+        simConfig.rateWindowSeconds = 6
+        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
+        try simulator.start()
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("budget-\(UUID()).sqlite").path
+        let environment = [
+            "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_WORKER_HANDLERS": "enrich",
+            "INGEST_WORKER_TOPICS": "genesys.raw.conversation", "INGEST_STORE_URL": "sqlite:" + store,
+            "INGEST_WORKER_HTTP_HOST": "127.0.0.1", "INGEST_WORKER_HTTP_PORT": "0", "INGEST_WORKER_GROUP": "budget",
+            "INGEST_KAFKA_CONSUMER_PROPERTIES": "max.poll.interval.ms=7000,session.timeout.ms=6000",
+            "INGEST_GENESYS_API_URL": simulator.baseURL, "INGEST_GENESYS_CLIENT_ID": "sim-client",
+            "INGEST_GENESYS_CLIENT_SECRET": "sim-secret", "INGEST_GENESYS_RATE_LIMIT": "20",
+            "INGEST_GENESYS_RATE_PERIOD_SECONDS": "6", "INGEST_ENRICH_BATCH_SIZE": "2",
+            "INGEST_ENRICH_BATCH_WINDOW_MS": "50",
+        ]
+        let workers = try (0..<2).map { _ in
+            try ChildProcess(
+                executable: BuiltProducts.path("ingest-worker"),
+                environment: environment,
+                logName: "worker"
+            )
+        }
+        for w in workers { #expect(w.waitForOutput(#"(worker consuming)"#, timeout: 20) != nil) }
+        try await Task.sleep(for: .seconds(8))  // both members joined and partitions split
+
+        let producer = try AcknowledgedProducer(configuration: kafka, logger: Logger(label: "test"))
+        for (id, body) in TrafficGenerator.endedConversations(60, simulator: simulator) {
+            try await producer.send(topic: "genesys.raw.conversation", key: Array(id.utf8), value: body, headers: [])
+        }
+        producer.close()
+        var records: [KafkaRecord] = []
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline && Set(records.compactMap(\.key)).count < 60 {
+            try await Task.sleep(for: .seconds(2))
+            records = try KafkaConsumer.readAll(
+                configuration: kafka,
+                topics: ["genesys.conversations.enriched"],
+                expected: 60,
+                idleMilliseconds: 1000
+            )
+        }
+        #expect(Set(records.compactMap(\.key)).count == 60)
+        let stats = simulator.statistics
+        #expect(stats.rateLimited == 0, "the shared budget kept both instances under the limit")
+        #expect(stats.maxPerMinute <= 20)
+        #expect(stats.apiRequests >= 30)
+        #expect(workers.allSatisfy { $0.isRunning })
         await simulator.stop()
     }
 }
