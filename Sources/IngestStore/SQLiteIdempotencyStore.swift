@@ -1,6 +1,10 @@
 import CSQLite
 import Dispatch
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The embedded store: one SQLite file (WAL mode). Several worker processes on one host may
 /// share the file (SQLite's locking serializes writers); use PostgreSQL to scale across hosts.
 ///
@@ -27,9 +31,11 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @u
         self.db = handle
         self.path = path
         sqlite3_busy_timeout(db, 10_000)
-        try exec("PRAGMA journal_mode=WAL")
+        // Several workers may open the file at once: switching to WAL and migrating take locks
+        // that SQLite's busy handler does not always wait for, so retry those steps.
+        try retryingWhileBusy { () throws(StoreError) in try exec("PRAGMA journal_mode=WAL") }
         try exec("PRAGMA synchronous=NORMAL")
-        try migrate()
+        try retryingWhileBusy { () throws(StoreError) in try migrate() }
     }
 
     deinit {
@@ -45,7 +51,27 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @u
         }
     }
 
+    /// Runs `body`, retrying for up to 10 s while the database is locked by another process.
+    private func retryingWhileBusy(_ body: () throws(StoreError) -> Void) throws(StoreError) {
+        var attempts = 0
+        while true {
+            do {
+                try body()
+                return
+            } catch {
+                let code = sqlite3_errcode(db) & 0xFF
+                attempts += 1
+                guard (code == SQLITE_BUSY || code == SQLITE_LOCKED) && attempts < 200 else { throw error }
+                usleep(50_000)
+            }
+        }
+    }
+
     private func migrate() throws(StoreError) {
+        try transaction { () throws(StoreError) in try migrateInTransaction() }
+    }
+
+    private func migrateInTransaction() throws(StoreError) {
         let version = try queryInt("PRAGMA user_version")
         if version < 1 {
             try exec(

@@ -135,6 +135,20 @@ struct IdempotencyStoreTests {
         #expect(throws: StoreError.self) { try SQLiteIdempotencyStore(path: "/nonexistent-dir/x.sqlite") }
     }
 
+    /// Workers starting together open one fresh SQLite file at the same moment.
+    @Test func concurrentOpensOfOneFreshFileAllSucceed() async throws {
+        for _ in 0..<5 {
+            let path = temporaryDatabase()
+            let opened = await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<6 {
+                    group.addTask { (try? SQLiteIdempotencyStore(path: path)) != nil }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(opened == 6)
+        }
+    }
+
     @Test func postgresErrorsNameTheServerWithoutThePassword() {
         do {
             _ = try PostgresIdempotencyStore(url: "postgres://ingest:hunter2@127.0.0.1:1/nowhere")
