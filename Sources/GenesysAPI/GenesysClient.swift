@@ -205,9 +205,7 @@ public final class GenesysClient: Sendable {
                 data = d
                 http = r as! HTTPURLResponse
             } catch {
-                if serverRetries < configuration.serverErrorBackoffSeconds.count {
-                    let wait = configuration.serverErrorBackoffSeconds[serverRetries]
-                    serverRetries += 1
+                if let wait = nextBackoff(&serverRetries) {
                     logger.notice(
                         "Genesys request failed; retrying",
                         metadata: [
@@ -258,9 +256,7 @@ public final class GenesysClient: Sendable {
             case 404:
                 throw GenesysAPIError.notFound(path: path, correlationID: correlation)
             case 502, 503, 504:
-                if serverRetries < configuration.serverErrorBackoffSeconds.count {
-                    let wait = configuration.serverErrorBackoffSeconds[serverRetries]
-                    serverRetries += 1
+                if let wait = nextBackoff(&serverRetries) {
                     logger.notice(
                         "Genesys server error; retrying",
                         metadata: [
@@ -290,6 +286,13 @@ public final class GenesysClient: Sendable {
                 )
             }
         }
+    }
+
+    /// The back-off before the next retry of a 5xx or connection error, nil when retries are spent.
+    private func nextBackoff(_ retries: inout Int) -> Double? {
+        guard retries < configuration.serverErrorBackoffSeconds.count else { return nil }
+        defer { retries += 1 }
+        return configuration.serverErrorBackoffSeconds[retries]
     }
 
     private static func message(_ data: Data) -> String {

@@ -19,6 +19,8 @@ public struct SimulatorConfiguration: Sendable {
     public var latencyMilliseconds = 0
     /// Share of API requests answered 503 (0…1).
     public var serverErrorRate = 0.0
+    /// Share of API requests whose connection is dropped without an answer (0…1).
+    public var connectionDropRate = 0.0
     /// Details of a conversation appear this long after it ended (eventual consistency).
     public var detailsDelayMilliseconds = 0
 
@@ -129,6 +131,12 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     // MARK: - HTTP
 
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        if configuration.connectionDropRate > 0 && request.path.hasPrefix("/api/")
+            && Double.random(in: 0..<1) < configuration.connectionDropRate
+        {
+            responder.abortConnection()
+            return
+        }
         let response = route(request)
         let delay = configuration.latencyMilliseconds
         if delay > 0 && request.path.hasPrefix("/api/") {

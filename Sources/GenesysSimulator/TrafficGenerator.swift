@@ -62,8 +62,11 @@ public final class TrafficGenerator: Sendable {
     public var statistics: Statistics { stats.withLock { $0 } }
     public var endedConversations: [String] { ended.withLock { $0 } }
 
-    /// Simulates `count` conversations (paced at the configured rate) and returns when all are posted.
+    /// Simulates `count` conversations (paced at the configured rate) and returns when all are
+    /// posted. Meanwhile each queue's observations (oWaiting, oInteracting, oLongestWaiting) are
+    /// posted once a second, as Genesys notifies them at most once a second per queue.
     public func run(conversations count: Int) async {
+        let observer = Task { await self.postObservations() }
         await withTaskGroup(of: Void.self) { group in
             let start = Date()
             for i in 0..<count {
@@ -73,6 +76,66 @@ public final class TrafficGenerator: Sendable {
                 group.addTask { await self.simulateOne() }
             }
         }
+        observer.cancel()
+    }
+
+    private func postObservations() async {
+        while !Task.isCancelled {
+            for queue in options.queueIDs {
+                let waiting = Int.random(in: 0...8)
+                let interacting = Int.random(in: 0...options.agentIDs.count)
+                let longest = waiting > 0 ? Int.random(in: 1_000...120_000) : 0
+                simulator?.setObservations(
+                    queueID: queue,
+                    waiting: waiting,
+                    interacting: interacting,
+                    longestWaitingMilliseconds: longest
+                )
+                await post(
+                    Self.observationEnvelope(
+                        queue: queue,
+                        waiting: waiting,
+                        interacting: interacting,
+                        longestMs: longest
+                    )
+                )
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// An EventBridge envelope of a `v2.analytics.queues.{id}.observations` notification.
+    static func observationEnvelope(queue: String, waiting: Int, interacting: Int, longestMs: Int) -> [UInt8] {
+        let now = Date()
+        let iso = ISO8601DateFormatter()
+        let interval = iso.string(from: now.addingTimeInterval(-60)) + "/" + iso.string(from: now)
+        let envelope: [String: Any] = [
+            "version": "0", "id": UUID().uuidString.lowercased(),
+            "detail-type": "v2.analytics.queues.{id}.observations",
+            "source": "aws.partner/genesys.com/cloud/00000000-0000-4000-8000-000000000000/simulator",
+            "account": "123456789012", "time": iso.string(from: now), "region": "us-east-1", "resources": [],
+            "detail": [
+                "topicName": "v2.analytics.queues.\(queue).observations", "version": "2",
+                "eventBody": [
+                    "group": ["queueId": queue, "mediaType": "voice"],
+                    "data": [
+                        [
+                            "interval": interval,
+                            "metrics": [
+                                ["metric": "oWaiting", "stats": ["count": waiting]],
+                                ["metric": "oInteracting", "stats": ["count": interacting]],
+                                [
+                                    "metric": "oLongestWaiting",
+                                    "stats": ["max": longestMs, "count": waiting > 0 ? 1 : 0],
+                                ],
+                            ],
+                        ]
+                    ],
+                ],
+                "metadata": ["CorrelationId": UUID().uuidString.lowercased()], "timestamp": iso.string(from: now),
+            ],
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys])) ?? Data())
     }
 
     private func simulateOne() async {

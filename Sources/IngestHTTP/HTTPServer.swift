@@ -36,6 +36,11 @@ public struct HTTPResponder: @unchecked Sendable {
 
     /// Whether the client is still connected (a response to a closed connection is dropped).
     public var isConnectionOpen: Bool { !connection.isClosed }
+
+    /// Closes the connection without answering (fault injection in simulators).
+    public func abortConnection() {
+        connection.close()
+    }
 }
 
 /// Configuration of the HTTP server.

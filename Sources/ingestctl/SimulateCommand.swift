@@ -24,6 +24,7 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "Token lifetime in seconds (Genesys: 300 to 172800).") var tokenLifetime: Int = 86_400
     @Option(help: "Latency added to API responses (ms).") var latencyMs: Int = 0
     @Option(help: "Share of API requests answered 503 (0-1).") var errorRate: Double = 0
+    @Option(help: "Share of API requests whose connection is dropped (0-1).") var dropRate: Double = 0
     @Option(help: "Details appear this long after a conversation ends (ms).") var detailsDelayMs: Int = 0
     @Option(help: "Gateway source URL to post generated events to (no traffic when absent).") var generateTo: String?
     @Option(help: "The gateway source's genesys-hmac secret (or $INGESTCTL_SECRET).") var secret: String?
@@ -44,6 +45,7 @@ struct Simulate: AsyncParsableCommand {
         config.tokenLifetimeSeconds = tokenLifetime
         config.latencyMilliseconds = latencyMs
         config.serverErrorRate = errorRate
+        config.connectionDropRate = dropRate
         config.detailsDelayMilliseconds = detailsDelayMs
         let logger = Logger(label: "simulator")
         let simulator = GenesysSimulator(configuration: config, logger: logger)

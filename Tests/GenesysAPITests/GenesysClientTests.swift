@@ -149,6 +149,14 @@ struct GenesysClientTests {
         await sim.stop()
     }
 
+    @Test func droppedConnectionsAreRetried() async throws {
+        let sim = try simulator { $0.connectionDropRate = 0.4 }
+        let api = client(sim) { $0.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12) }
+        for _ in 0..<10 { _ = try await api.conversationDetails(id: "c-1") }
+        #expect(sim.statistics.apiRequests >= 10)
+        await sim.stop()
+    }
+
     @Test func multiGetReturnsOnlyAvailableConversations() async throws {
         let sim = try simulator { $0.detailsDelayMilliseconds = 600 }
         sim.addConversation(

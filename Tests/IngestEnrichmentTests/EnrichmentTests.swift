@@ -85,6 +85,18 @@ struct EnrichmentTests {
         #expect(generator.statistics.failed == 0)
         let ended = Set(generator.endedConversations)
         #expect(ended.count == 30)
+        // Queue observations were posted too, keyed by queue id.
+        let observations = try KafkaConsumer.readAll(
+            configuration: kafka,
+            topics: ["genesys.raw.queue"],
+            idleMilliseconds: 1500
+        )
+        #expect(!observations.isEmpty)
+        #expect(
+            Set(observations.compactMap { $0.key.map { String(decoding: $0, as: UTF8.self) } }).isSubset(
+                of: Set(options.queueIDs)
+            )
+        )
 
         var records: [KafkaRecord] = []
         let deadline = Date().addingTimeInterval(60)
