@@ -112,7 +112,7 @@ struct GenesysClientTests {
     @Test func rateLimitHeadersAreHonouredAndA429IsWaitedOut() async throws {
         let sim = try simulator {
             $0.requestsPerMinute = 5
-            $0.rateWindowSeconds = 2
+            $0.rateWindowSeconds = 4
         }
         // Alone, a client reads inin-ratelimit-* and pauses before the limit: no 429.
         let alone = client(sim)
@@ -120,11 +120,11 @@ struct GenesysClientTests {
         #expect(sim.statistics.rateLimited == 0)
         // Clients that have not seen the headers yet (as other instances would) exhaust the
         // window: the later ones get a 429, wait Retry-After (no attempt spent) and succeed.
-        try await Task.sleep(for: .seconds(2.1))
+        try await Task.sleep(for: .seconds(4.1))
         for _ in 0..<7 { _ = try await client(sim).conversationDetails(id: "c-1") }
         #expect(sim.statistics.rateLimited >= 1, "the simulator did answer 429")
         // Asked to wait longer than the maximum: give up with a rate-limit error.
-        try await Task.sleep(for: .seconds(2.1))
+        try await Task.sleep(for: .seconds(4.1))
         for _ in 0..<5 { _ = try await client(sim).conversationDetails(id: "c-1") }
         let impatient = client(sim) { $0.maxRetryAfterSeconds = 0.5 }
         await #expect {
