@@ -12,7 +12,9 @@ struct IngestCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingestctl",
         abstract: "Operate GenesysIngest: send signed test events, manage topics, inspect records.",
-        subcommands: [Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self, Simulate.self]
+        subcommands: [
+            Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self, Simulate.self, BenchAnalytics.self,
+        ]
     )
 }
 

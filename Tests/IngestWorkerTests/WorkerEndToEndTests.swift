@@ -220,11 +220,11 @@ struct WorkerEndToEndTests {
             broker,
             (0..<total).map { i in ("c-\(i % 50)", event(conversation: "c-\(i % 50)", id: "k-\(i)")) }
         )
-        let env = ["INGEST_RECORD_WORK_MS": "2", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "100"]
+        let env = ["INGEST_RECORD_WORK_MS": "6", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "100"]
         let first = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "kill", environment: env)
         var seen = 0
         let deadline = Date().addingTimeInterval(60)
-        while seen < total / 4 && Date() < deadline {
+        while seen < total / 6 && Date() < deadline {
             seen = try await sideEffects(db).count
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -246,7 +246,7 @@ struct WorkerEndToEndTests {
         try createTopic(broker)
         let db = try TestStore(kind)
         let total = 1200
-        let env = ["INGEST_RECORD_WORK_MS": "2", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "50"]
+        let env = ["INGEST_RECORD_WORK_MS": "6", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "50"]
         let a = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "pair", environment: env)
         let b = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "pair", environment: env)
         try await Task.sleep(for: .seconds(4))  // both joined

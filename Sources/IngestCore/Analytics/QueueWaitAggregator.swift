@@ -79,6 +79,11 @@ public struct QueueWaitAggregator: Sendable {
     public struct QueueKey: Hashable, Sendable {
         public var queueID: String
         public var mediaType: String
+
+        public init(queueID: String, mediaType: String) {
+            self.queueID = queueID
+            self.mediaType = mediaType
+        }
     }
 
     struct Bucket: Sendable {
@@ -103,8 +108,10 @@ public struct QueueWaitAggregator: Sendable {
 
     struct QueueState: Sendable {
         var minuteBuckets: [Int64: Bucket] = [:]
+        /// Also the source of interval statistics (an interval is a run of 5-minute buckets).
         var fiveMinuteBuckets: [Int64: Bucket] = [:]
-        var intervals: [Int64: Bucket] = [:]
+        /// Interval starts with data that have not been published yet.
+        var openIntervals: Set<Int64> = []
     }
 
     public let configuration: Configuration
@@ -131,13 +138,21 @@ public struct QueueWaitAggregator: Sendable {
         let t = o.eventTimeMilliseconds
         let threshold = configuration.serviceLevelThresholdMilliseconds
         let c = configuration.compression
-        var state = queues[key] ?? QueueState()
-        state.minuteBuckets[Self.floor(t, 60_000), default: Bucket(compression: c)].add(o, threshold: threshold)
-        state.fiveMinuteBuckets[Self.floor(t, 300_000), default: Bucket(compression: c)].add(o, threshold: threshold)
-        state.intervals[Self.floor(t, Int64(configuration.intervalMinutes) * 60_000), default: Bucket(compression: c)]
-            .add(o, threshold: threshold)
-        queues[key] = state
+        let interval = Self.floor(t, Int64(configuration.intervalMinutes) * 60_000)
+        // Mutate in place: copying the state out and back would copy its bucket dictionaries.
+        Self.update(&queues[key, default: QueueState()]) { state in
+            state.minuteBuckets[Self.floor(t, 60_000), default: Bucket(compression: c)].add(o, threshold: threshold)
+            state.fiveMinuteBuckets[Self.floor(t, 300_000), default: Bucket(compression: c)].add(
+                o,
+                threshold: threshold
+            )
+            state.openIntervals.insert(interval)
+        }
         return .counted
+    }
+
+    @inline(__always) private static func update(_ state: inout QueueState, _ body: (inout QueueState) -> Void) {
+        body(&state)
     }
 
     /// Statistics of the window of `minutes` ending at `endMilliseconds` (default: the newest event time).
@@ -166,8 +181,19 @@ public struct QueueWaitAggregator: Sendable {
 
     /// Statistics of the interval (e.g. 30 minutes) that starts at `startMilliseconds`.
     public mutating func interval(_ key: QueueKey, startingAt startMilliseconds: Int64) -> WaitStatistics? {
-        guard var bucket = queues[key]?.intervals[startMilliseconds] else { return nil }
-        return Self.finish(&bucket)
+        guard let state = queues[key], state.openIntervals.contains(startMilliseconds) else { return nil }
+        let end = startMilliseconds + Int64(configuration.intervalMinutes) * 60_000
+        var merged = Bucket(compression: configuration.compression)
+        for (bucketStart, bucket) in state.fiveMinuteBuckets where bucketStart >= startMilliseconds && bucketStart < end
+        {
+            merged.stats.offered += bucket.stats.offered
+            merged.stats.answered += bucket.stats.answered
+            merged.stats.abandoned += bucket.stats.abandoned
+            merged.stats.flowedOut += bucket.stats.flowedOut
+            merged.stats.answeredWithinThreshold += bucket.stats.answeredWithinThreshold
+            merged.digest.merge(bucket.digest)
+        }
+        return Self.finish(&merged)
     }
 
     /// Intervals whose end plus the allowed lateness has passed: complete, ready to publish.
@@ -175,7 +201,7 @@ public struct QueueWaitAggregator: Sendable {
         let length = Int64(configuration.intervalMinutes) * 60_000
         var out: [(QueueKey, Int64)] = []
         for (key, state) in queues {
-            for start in state.intervals.keys
+            for start in state.openIntervals
             where start + length + configuration.allowedLatenessMilliseconds <= newestEventTime {
                 out.append((key, start))
             }
@@ -185,9 +211,11 @@ public struct QueueWaitAggregator: Sendable {
 
     /// Drops buckets no window can reach any more and intervals already published.
     public mutating func evict(publishedIntervals: [(QueueKey, Int64)] = []) {
+        // Five-minute buckets serve the longest window and any interval not yet published.
         let longest = Int64(configuration.windowMinutes.max() ?? 60) * 60_000
-        let horizon = newestEventTime - longest - configuration.allowedLatenessMilliseconds - 300_000
-        for (key, start) in publishedIntervals { queues[key]?.intervals[start] = nil }
+        var horizon = newestEventTime - longest - configuration.allowedLatenessMilliseconds - 300_000
+        for (key, start) in publishedIntervals { queues[key]?.openIntervals.remove(start) }
+        for state in queues.values { if let oldest = state.openIntervals.min() { horizon = min(horizon, oldest) } }
         let minuteHorizon = newestEventTime - 6 * 60_000 - configuration.allowedLatenessMilliseconds
         for key in Array(queues.keys) {
             guard var state = queues[key] else { continue }

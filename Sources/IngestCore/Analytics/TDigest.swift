@@ -21,7 +21,7 @@ public struct TDigest: Sendable, Equatable {
 
     public init(compression: Double = 100) {
         self.compression = compression
-        buffer.reserveCapacity(Int(compression) * 5)
+        buffer.reserveCapacity(Int(compression) * 2)
     }
 
     /// Adds a value (with a weight, e.g. a pre-aggregated count).
@@ -31,7 +31,7 @@ public struct TDigest: Sendable, Equatable {
         count += weight
         if value < min { min = value }
         if value > max { max = value }
-        if buffer.count >= Int(compression) * 5 { compress() }
+        if buffer.count >= Int(compression) * 2 { compress() }
     }
 
     /// Folds `other` into this digest (digests of the same population merge losslessly enough
