@@ -167,25 +167,20 @@ public struct QueueWaitAggregator: Sendable {
         let size: Int64 = fine ? 60_000 : 300_000
         let buckets = fine ? state.minuteBuckets : state.fiveMinuteBuckets
         let start = Self.floor(end, size) - Int64(minutes) * 60_000 + size
-        var merged = Bucket(compression: configuration.compression)
-        for (bucketStart, bucket) in buckets where bucketStart >= start && bucketStart <= end {
-            merged.stats.offered += bucket.stats.offered
-            merged.stats.answered += bucket.stats.answered
-            merged.stats.abandoned += bucket.stats.abandoned
-            merged.stats.flowedOut += bucket.stats.flowedOut
-            merged.stats.answeredWithinThreshold += bucket.stats.answeredWithinThreshold
-            merged.digest.merge(bucket.digest)
-        }
-        return Self.finish(&merged)
+        return statistics(of: buckets, from: start, before: end + 1)
     }
 
     /// Statistics of the interval (e.g. 30 minutes) that starts at `startMilliseconds`.
     public mutating func interval(_ key: QueueKey, startingAt startMilliseconds: Int64) -> WaitStatistics? {
         guard let state = queues[key], state.openIntervals.contains(startMilliseconds) else { return nil }
         let end = startMilliseconds + Int64(configuration.intervalMinutes) * 60_000
+        return statistics(of: state.fiveMinuteBuckets, from: startMilliseconds, before: end)
+    }
+
+    /// Merged statistics of the buckets starting in `from ..< before`.
+    private func statistics(of buckets: [Int64: Bucket], from start: Int64, before end: Int64) -> WaitStatistics {
         var merged = Bucket(compression: configuration.compression)
-        for (bucketStart, bucket) in state.fiveMinuteBuckets where bucketStart >= startMilliseconds && bucketStart < end
-        {
+        for (bucketStart, bucket) in buckets where bucketStart >= start && bucketStart < end {
             merged.stats.offered += bucket.stats.offered
             merged.stats.answered += bucket.stats.answered
             merged.stats.abandoned += bucket.stats.abandoned
