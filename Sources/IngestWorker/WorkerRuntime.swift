@@ -270,24 +270,14 @@ public final class WorkerRuntime: @unchecked Sendable {
         // Malformed bodies can never be handled: dead-letter them at once.
         for (i, reason) in poison {
             let now = Self.nowMilliseconds()
-            do {
-                try await deadLetters.send(
-                    records[i],
-                    reason: DeadLetterReason(
-                        handler: "runtime",
-                        errorClass: "poison",
-                        message: reason,
-                        attempts: 1,
-                        firstFailureMilliseconds: now,
-                        lastFailureMilliseconds: now
-                    )
-                )
-                metrics.count(handler: "runtime", outcome: "dead_lettered")
-                metrics.dlqWrites.increment()
-            } catch {
-                logger.error("dead-letter write failed", metadata: ["kafka.error": "\(error.message)"])
-                finished[i] = false
-            }
+            let written = await deadLetter(
+                records[i],
+                handler: "runtime",
+                error: .poison(reason),
+                attempts: 1,
+                first: now
+            )
+            if !written { finished[i] = false }
         }
 
         // 2. Claim every key in one round trip.
@@ -480,12 +470,12 @@ public final class WorkerRuntime: @unchecked Sendable {
                 case .poison,
                     .retryable where attempts >= configuration.retry.maxAttempts:
                     return await deadLetter(
-                        event,
+                        event.record,
                         handler: handler.name,
                         error: error,
                         attempts: attempts,
                         first: firstFailure!
-                    )
+                    ) ? .deadLettered : .unfinished
                 case .retryable:
                     metrics.count(handler: handler.name, outcome: "retried")
                     let backoff = configuration.retry.backoffMilliseconds(
@@ -498,12 +488,12 @@ public final class WorkerRuntime: @unchecked Sendable {
                     let age = event.record.timestamp > 0 ? now - event.record.timestamp : 0
                     if age > configuration.retry.maxDelayAgeMilliseconds {
                         return await deadLetter(
-                            event,
+                            event.record,
                             handler: handler.name,
                             error: .delay("still not available after \(age) ms", afterMilliseconds: after),
                             attempts: attempts + 1,
                             first: firstFailure!
-                        )
+                        ) ? .deadLettered : .unfinished
                     }
                     metrics.count(handler: handler.name, outcome: "delayed")
                     try? await Task.sleep(for: .milliseconds(max(1, after)))
@@ -513,15 +503,15 @@ public final class WorkerRuntime: @unchecked Sendable {
         }
     }
 
+    /// Writes `record` to its dead-letter topic and waits for the ack; false when the write
+    /// failed (the record is then left unfinished and will be redelivered).
     private func deadLetter(
-        _ event: WorkerEvent,
+        _ record: KafkaRecord,
         handler: String,
         error: HandlerFailure,
         attempts: Int,
         first: Int64
-    )
-        async -> ItemResult
-    {
+    ) async -> Bool {
         let reason = DeadLetterReason(
             handler: handler,
             errorClass: error.errorClass,
@@ -531,24 +521,24 @@ public final class WorkerRuntime: @unchecked Sendable {
             lastFailureMilliseconds: Self.nowMilliseconds()
         )
         do {
-            try await deadLetters.send(event.record, reason: reason)
+            try await deadLetters.send(record, reason: reason)
         } catch {
             logger.error(
                 "dead-letter write failed: event will be redelivered",
                 metadata: ["kafka.error": "\(error.message)"]
             )
-            return .unfinished
+            return false
         }
         logger.warning(
             "event dead-lettered",
             metadata: [
                 "worker.handler": "\(handler)", "error.class": "\(reason.errorClass)",
-                "kafka.topic": "\(event.record.topic)", "kafka.offset": "\(event.record.offset)",
+                "kafka.topic": "\(record.topic)", "kafka.offset": "\(record.offset)",
             ]
         )
         metrics.count(handler: handler, outcome: "dead_lettered")
         metrics.dlqWrites.increment()
-        return .deadLettered
+        return true
     }
 
     private func onPollQueue<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {

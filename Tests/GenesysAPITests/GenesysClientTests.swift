@@ -46,6 +46,11 @@ private func client(
     )
 }
 
+/// Fast back-off for tests that provoke 5xx or dropped connections.
+private func fastRetries(_ config: inout GenesysClientConfiguration) {
+    config.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12)
+}
+
 @Suite("Genesys API client against the simulator", .serialized)
 struct GenesysClientTests {
     @Test func regionsMapToAPIAndLoginHosts() {
@@ -138,10 +143,10 @@ struct GenesysClientTests {
 
     @Test func serverErrorsAreRetriedAndNotFoundIsNot() async throws {
         let sim = try simulator { $0.serverErrorRate = 0.5 }
-        let api = client(sim) { $0.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12) }
+        let api = client(sim, configure: fastRetries)
         for _ in 0..<10 { _ = try await api.conversationDetails(id: "c-1") }
         await #expect {
-            _ = try await client(sim) { $0.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12) }
+            _ = try await client(sim, configure: fastRetries)
                 .conversationDetails(id: "missing")
         } throws: { error in
             guard case GenesysAPIError.notFound = error else { return false }
@@ -152,7 +157,7 @@ struct GenesysClientTests {
 
     @Test func droppedConnectionsAreRetried() async throws {
         let sim = try simulator { $0.connectionDropRate = 0.4 }
-        let api = client(sim) { $0.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12) }
+        let api = client(sim, configure: fastRetries)
         for _ in 0..<10 { _ = try await api.conversationDetails(id: "c-1") }
         #expect(sim.statistics.apiRequests >= 10)
         await sim.stop()
