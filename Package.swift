@@ -80,6 +80,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "IngestAnalytics",
+            dependencies: [
+                "IngestCore", "IngestKafka", "IngestStore", "IngestWorker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(name: "IngestLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "IngestTesting", dependencies: ["IngestCore", "IngestCrypto", "CSystemShims"]),
 
@@ -97,7 +106,8 @@ let package = Package(
             name: "ingest-worker",
             dependencies: [
                 "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore", "IngestEnrichment", "GenesysAPI",
-                "IngestStore",
+                "IngestStore", "IngestAnalytics",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -117,7 +127,10 @@ let package = Package(
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
         .testTarget(
             name: "IngestWorkerTests",
-            dependencies: ["IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestTesting"]
+            dependencies: [
+                "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestTesting", "IngestAnalytics",
+                "GenesysSimulator", .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .testTarget(
             name: "GenesysAPITests",

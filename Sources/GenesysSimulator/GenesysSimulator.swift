@@ -64,6 +64,8 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     private let state = Mutex<StateBox>(StateBox())
     private var server: HTTPServer?
     private let logger: Logger
+    /// The PagerDuty and time-series database stand-ins served next to the Genesys API.
+    public let receiver = LocalReceiver()
 
     /// Wraps the non-Sendable dictionaries (JSON objects) held in the Mutex.
     final class StateBox: @unchecked Sendable {
@@ -156,6 +158,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     }
 
     private func route(_ request: HTTPRequest) -> HTTPResponse {
+        if let answer = receiver.response(request) { return answer }
         let path = String(request.path)
         let correlation = UUID().uuidString.lowercased()
         if path == "/oauth/token" {

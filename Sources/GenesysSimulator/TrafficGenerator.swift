@@ -49,6 +49,7 @@ public final class TrafficGenerator: Sendable {
     private let stats = Mutex(Statistics())
     /// Ended conversation ids, in order (tests compare with what was enriched).
     private let ended = Mutex<[String]>([])
+    private let injected = Mutex<[InjectedWait]>([])
 
     public init(options: Options, simulator: GenesysSimulator?, logger: Logger) {
         self.options = options
@@ -62,10 +63,25 @@ public final class TrafficGenerator: Sendable {
     public var statistics: Statistics { stats.withLock { $0 } }
     public var endedConversations: [String] { ended.withLock { $0 } }
 
+    /// One queue wait the generator produced (what analytics should find).
+    public struct InjectedWait: Sendable, Equatable {
+        public var queueID: String
+        public var waitMilliseconds: Int
+        public var abandoned: Bool
+    }
+
+    /// Every wait posted so far, in order.
+    public var injectedWaits: [InjectedWait] { injected.withLock { $0 } }
+
     /// Simulates `count` conversations (paced at the configured rate) and returns when all are
     /// posted. Meanwhile each queue's observations (oWaiting, oInteracting, oLongestWaiting) are
     /// posted once a second, as Genesys notifies them at most once a second per queue.
-    public func run(conversations count: Int) async {
+    ///
+    /// Each conversation's `acd.end` carries the current time (it has just left the queue), so
+    /// live windows see it; its later events carry the times they will happen at.
+    /// `waitRange` overrides the configured waits for this run (e.g. a surge).
+    public func run(conversations count: Int, waitRange: ClosedRange<Int>? = nil) async {
+        let waits = waitRange ?? options.waitRange
         let observer = Task { await self.postObservations() }
         await withTaskGroup(of: Void.self) { group in
             let start = Date()
@@ -73,7 +89,7 @@ public final class TrafficGenerator: Sendable {
                 let due = start.addingTimeInterval(Double(i) / max(0.001, options.conversationsPerSecond))
                 let wait = due.timeIntervalSinceNow
                 if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
-                group.addTask { await self.simulateOne() }
+                group.addTask { await self.simulateOne(waitRange: waits) }
             }
         }
         observer.cancel()
@@ -138,18 +154,19 @@ public final class TrafficGenerator: Sendable {
         return Array((try? JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys])) ?? Data())
     }
 
-    private func simulateOne() async {
+    private func simulateOne(waitRange: ClosedRange<Int>) async {
         let conversation = UUID().uuidString.lowercased()
         let queue = options.queueIDs.randomElement()!
         let agent = options.agentIDs.randomElement()!
         let abandoned = Double.random(in: 0..<1) < options.abandonRate
-        let wait = Int.random(in: options.waitRange)
+        let wait = Int.random(in: waitRange)
         let talk = Int.random(in: 30_000...600_000)
         let customer = UUID().uuidString.lowercased()
         let acd = UUID().uuidString.lowercased()
         let agentParticipant = UUID().uuidString.lowercased()
         let session = UUID().uuidString.lowercased()
-        let t0 = Int64(Date().timeIntervalSince1970 * 1000) - Int64(wait + talk)
+        let t0 = Int64(Date().timeIntervalSince1970 * 1000) - Int64(wait) - 500
+        injected.withLock { $0.append(InjectedWait(queueID: queue, waitMilliseconds: wait, abandoned: abandoned)) }
         var events: [(String, [String: Any])] = [
             ("customer.start", ["participantId": customer, "sessionId": session, "eventTime": t0]),
             ("acd.start", ["participantId": acd, "sessionId": session, "queueId": queue, "eventTime": t0 + 500]),

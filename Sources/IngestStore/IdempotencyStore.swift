@@ -56,7 +56,17 @@ public protocol IdempotencyStore: Sendable {
     func release(_ keys: [String], owner: String) async throws
     /// Deletes keys past their retention window (and abandoned claims); returns how many.
     func purge(nowMilliseconds: Int64) async throws -> Int
-    /// Recorded side effects of `handler`, oldest first (inspection and tests).
-    func sideEffects(handler: String) async throws -> [SideEffect]
+    /// Recorded side effects of `handler` applied at or after `appliedSince` (epoch ms), in
+    /// the order they were recorded (handlers rebuild in-memory state from them on start).
+    func sideEffects(handler: String, appliedSince: Int64) async throws -> [SideEffect]
+    /// Deletes side effects of `handler` applied before `appliedBefore`; returns how many.
+    func purgeSideEffects(handler: String, appliedBefore: Int64) async throws -> Int
     func close() async
+}
+
+extension IdempotencyStore {
+    /// Every recorded side effect of `handler`, oldest first (inspection and tests).
+    public func sideEffects(handler: String) async throws -> [SideEffect] {
+        try await sideEffects(handler: handler, appliedSince: 0)
+    }
 }

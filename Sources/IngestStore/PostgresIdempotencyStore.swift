@@ -17,7 +17,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
     private let url: String
     private let schema: String
 
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
     /// Connects to `url` (a libpq URI such as `postgres://user:pw@host:5432/db`) and creates
     /// or migrates the tables in `schema`.
@@ -87,7 +87,8 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
             );
             INSERT INTO ingest_schema_version (version)
                 SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ingest_schema_version);
-            UPDATE ingest_schema_version SET version = 2 WHERE version < 2;
+            CREATE INDEX IF NOT EXISTS ingest_side_effects_handler ON ingest_side_effects (handler, applied_at);
+            UPDATE ingest_schema_version SET version = 3 WHERE version < 3;
             """
         )
     }
@@ -190,9 +191,21 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
         return rows.first?[0].flatMap { Int($0) } ?? 0
     }
 
-    public func sideEffects(handler: String) async throws -> [SideEffect] {
-        try await query("SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = $1 ORDER BY id", [handler])
-            .map { SideEffect(handler: handler, dedupKey: $0[0] ?? "", payload: $0[1] ?? "") }
+    public func sideEffects(handler: String, appliedSince: Int64) async throws -> [SideEffect] {
+        try await query(
+            "SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = $1 AND applied_at >= $2 ORDER BY id",
+            [handler, String(appliedSince)]
+        )
+        .map { SideEffect(handler: handler, dedupKey: $0[0] ?? "", payload: $0[1] ?? "") }
+    }
+
+    public func purgeSideEffects(handler: String, appliedBefore: Int64) async throws -> Int {
+        let rows = try await query(
+            "WITH gone AS (DELETE FROM ingest_side_effects WHERE handler = $1 AND applied_at < $2 RETURNING 1) "
+                + "SELECT count(*) FROM gone",
+            [handler, String(appliedBefore)]
+        )
+        return rows.first?[0].flatMap { Int($0) } ?? 0
     }
 
     // MARK: - RateBudgetStore

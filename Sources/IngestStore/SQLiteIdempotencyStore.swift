@@ -17,7 +17,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @u
     public let path: String
     private var isClosed = false
 
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
     /// Opens (creating and migrating when needed) the database at `path`.
     public init(path: String) throws(StoreError) {
@@ -106,6 +106,14 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @u
                     PRIMARY KEY (bucket, window_start)
                 ) WITHOUT ROWID;
                 PRAGMA user_version = 2;
+                """
+            )
+        }
+        if version < 3 {
+            try exec(
+                """
+                CREATE INDEX IF NOT EXISTS ingest_side_effects_handler ON ingest_side_effects (handler, applied_at);
+                PRAGMA user_version = 3;
                 """
             )
         }
@@ -259,13 +267,14 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @u
         }
     }
 
-    public func sideEffects(handler: String) async throws -> [SideEffect] {
+    public func sideEffects(handler: String, appliedSince: Int64) async throws -> [SideEffect] {
         try await run { () throws(StoreError) -> [SideEffect] in
             let select = try self.prepare(
-                "SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = ? ORDER BY id"
+                "SELECT dedup_key, payload FROM ingest_side_effects WHERE handler = ? AND applied_at >= ? ORDER BY id"
             )
             defer { sqlite3_finalize(select) }
             self.bind(select, 1, handler)
+            sqlite3_bind_int64(select, 2, appliedSince)
             var out: [SideEffect] = []
             while sqlite3_step(select) == SQLITE_ROW {
                 out.append(
@@ -277,6 +286,17 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @u
                 )
             }
             return out
+        }
+    }
+
+    public func purgeSideEffects(handler: String, appliedBefore: Int64) async throws -> Int {
+        try await run { () throws(StoreError) -> Int in
+            let delete = try self.prepare("DELETE FROM ingest_side_effects WHERE handler = ? AND applied_at < ?")
+            defer { sqlite3_finalize(delete) }
+            self.bind(delete, 1, handler)
+            sqlite3_bind_int64(delete, 2, appliedBefore)
+            try self.stepDone(delete, "purge side effects")
+            return Int(sqlite3_changes(self.db))
         }
     }
 

@@ -51,6 +51,14 @@ public protocol EventHandler: Sendable {
     /// Does the work. Returned side effects are recorded atomically with the completion of the
     /// event's idempotency key, so they are applied exactly once.
     func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect]
+    /// Called once the side effects `handle` returned are committed with their keys (only the
+    /// effects of keys this worker still owned). Handlers that keep in-memory state derived
+    /// from their effects apply them here, so memory follows the store exactly.
+    func didCommit(_ effects: [SideEffect]) async
+}
+
+extension EventHandler {
+    public func didCommit(_ effects: [SideEffect]) async {}
 }
 
 /// Accepts everything and does nothing (measures the runtime itself).

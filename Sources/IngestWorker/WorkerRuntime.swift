@@ -389,6 +389,10 @@ public final class WorkerRuntime: @unchecked Sendable {
                     retainMilliseconds: configuration.retentionMilliseconds,
                     sideEffects: effects
                 )
+                for handler in handlers {
+                    let committed = effects.filter { $0.handler == handler.name && completed.contains($0.dedupKey) }
+                    if !committed.isEmpty { await handler.didCommit(committed) }
+                }
                 let lost = Set(completeKeys).subtracting(completed)
                 if !lost.isEmpty {
                     logger.warning(

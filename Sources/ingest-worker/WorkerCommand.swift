@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GenesysAPI
+import IngestAnalytics
 import IngestCore
 import IngestEnrichment
 import IngestKafka
@@ -8,6 +9,7 @@ import IngestLogging
 import IngestStore
 import IngestWorker
 import Logging
+import Prometheus
 import ServiceLifecycle
 
 /// `ingest-worker`: parse configuration, bootstrap logging and metrics, run the worker until
@@ -23,7 +25,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Option(help: "Kafka bootstrap servers (INGEST_KAFKA_BROKERS).") var brokers: String?
     @Option(help: "Consumer group (INGEST_WORKER_GROUP).") var group: String?
-    @Option(help: "Comma-separated handlers (INGEST_WORKER_HANDLERS): noop, record.") var handlers: String?
+    @Option(help: "Comma-separated handlers (INGEST_WORKER_HANDLERS): noop, record, enrich, analytics.") var handlers:
+        String?
     @Option(help: "Idempotency store: sqlite:<path> (INGEST_STORE_URL).") var store: String?
     @Option(help: "Port for /healthz, /readyz, /metrics (INGEST_WORKER_HTTP_PORT).") var httpPort: Int?
     @Option(help: "Log level (INGEST_LOG_LEVEL).") var logLevel: String?
@@ -59,7 +62,9 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("configuration error: \(error.message)")
         }
         let store = try WorkerService.openStore(config.storeURL, schema: config.storeSchema)
+        let registry = PrometheusCollectorRegistry()
         var handlers: [any EventHandler] = []
+        var extraServices: [any Service] = []
         for name in config.handlers {
             if let builtIn = WorkerService.makeBuiltInHandler(name, config) {
                 handlers.append(builtIn)
@@ -67,6 +72,16 @@ struct WorkerCommand: AsyncParsableCommand {
                 handlers.append(
                     try await makeEnrichmentHandler(environment, config: config, store: store, logger: logger)
                 )
+            } else if name == "analytics" {
+                let (handler, service) = try await makeAnalytics(
+                    environment,
+                    config: config,
+                    store: store,
+                    registry: registry,
+                    logger: logger
+                )
+                handlers.append(handler)
+                extraServices.append(service)
             }
         }
         let runtime = try WorkerRuntime(
@@ -74,17 +89,77 @@ struct WorkerCommand: AsyncParsableCommand {
             handlers: handlers,
             store: store,
             logger: logger,
-            metrics: WorkerMetrics(handlers: handlers.map(\.name))
+            metrics: WorkerMetrics(handlers: handlers.map(\.name), registry: registry)
         )
         let service = WorkerService(runtime: runtime, configuration: config, logger: logger)
+        // Shutdown runs in reverse: handler services (analytics) stop before the consumer.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: service)],
+                services: [.init(service: service)] + extraServices.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await group.run()
+    }
+
+    /// The analytics handler and the service that evaluates it; its state is rebuilt from the
+    /// store before consumption starts.
+    private func makeAnalytics(
+        _ environment: EnvironmentReader,
+        config: WorkerConfiguration,
+        store: any IdempotencyStore,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger
+    ) async throws -> (any EventHandler, any Service) {
+        let analytics: AnalyticsConfiguration
+        do {
+            analytics = try AnalyticsConfiguration(environment: environment)
+        } catch {
+            throw ValidationError("configuration error: \(error.message)")
+        }
+        let metrics = AnalyticsMetrics(registry: registry)
+        var pagerDuty: PagerDutyNotifier?
+        if let key = analytics.pagerDutyRoutingKey, let url = URL(string: analytics.pagerDutyURL) {
+            pagerDuty = PagerDutyNotifier(
+                url: url,
+                routingKey: key,
+                source: "genesys-ingest/\(config.workerID)",
+                metrics: metrics,
+                logger: logger
+            )
+        } else if !analytics.alertRules.isEmpty {
+            logger.warning("alert rules are configured but INGEST_PAGERDUTY_ROUTING_KEY is not: alerts are only logged")
+        }
+        var tsdb: TSDBExporter?
+        if let text = analytics.tsdbURL, let url = URL(string: text) {
+            tsdb = TSDBExporter(
+                url: url,
+                token: analytics.tsdbToken,
+                capacity: analytics.tsdbBufferPoints,
+                metrics: metrics,
+                logger: logger
+            )
+        }
+        let output = try AcknowledgedProducer(
+            configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
+            logger: logger
+        )
+        let engine = AnalyticsEngine(
+            configuration: analytics,
+            store: store,
+            output: output,
+            pagerDuty: pagerDuty,
+            tsdb: tsdb,
+            metrics: metrics,
+            workerID: config.workerID,
+            logger: logger
+        )
+        _ = try await engine.rebuild(nowMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
+        return (
+            AnalyticsHandler(engine: engine, configuration: analytics),
+            AnalyticsService(engine: engine, configuration: analytics, logger: logger)
+        )
     }
 
     /// The enrich handler: a Genesys client whose rate budget is shared through the store.

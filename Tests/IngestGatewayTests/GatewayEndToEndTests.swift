@@ -243,7 +243,10 @@ struct GatewayEndToEndTests {
             compose.matches(of: /(INGEST_[A-Z0-9_]+)/).map { String($0.output.1) }
         )
         #expect(!names.isEmpty)
-        let known = Set(GatewayConfiguration.variableNames + WorkerConfiguration.variableNames)
+        let known = Set(
+            GatewayConfiguration.variableNames + WorkerConfiguration.variableNames
+                + AnalyticsConfiguration.variableNames
+        )
         let sourceNames = ["GENESYS", "EVENTBRIDGE", "OPENMSG"]
         for name in names {
             let isSource = sourceNames.contains { source in

@@ -180,7 +180,10 @@ public struct QueueWaitAggregator: Sendable {
     /// Merged statistics of the buckets starting in `from ..< before`.
     private func statistics(of buckets: [Int64: Bucket], from start: Int64, before end: Int64) -> WaitStatistics {
         var merged = Bucket(compression: configuration.compression)
-        for (bucketStart, bucket) in buckets where bucketStart >= start && bucketStart < end {
+        // In time order: the merged sketch (and so each percentile) does not depend on the
+        // dictionary's iteration order, so a rebuilt aggregator reports the same figures.
+        for (bucketStart, bucket) in buckets.sorted(by: { $0.key < $1.key })
+        where bucketStart >= start && bucketStart < end {
             merged.stats.offered += bucket.stats.offered
             merged.stats.answered += bucket.stats.answered
             merged.stats.abandoned += bucket.stats.abandoned
@@ -204,8 +207,10 @@ public struct QueueWaitAggregator: Sendable {
         return out.sorted { $0.1 < $1.1 }
     }
 
-    /// Drops buckets no window can reach any more and intervals already published.
-    public mutating func evict(publishedIntervals: [(QueueKey, Int64)] = []) {
+    /// Drops buckets no window can reach any more and intervals already published; returns the
+    /// queues left without any data (they are forgotten, freeing their place under `maxQueues`).
+    @discardableResult
+    public mutating func evict(publishedIntervals: [(QueueKey, Int64)] = []) -> [QueueKey] {
         // Five-minute buckets serve the longest window and any interval not yet published.
         let longest = Int64(configuration.windowMinutes.max() ?? 60) * 60_000
         var horizon = newestEventTime - longest - configuration.allowedLatenessMilliseconds - 300_000
@@ -218,6 +223,11 @@ public struct QueueWaitAggregator: Sendable {
             state.fiveMinuteBuckets = state.fiveMinuteBuckets.filter { $0.key >= horizon }
             queues[key] = state
         }
+        let quiet = queues.filter {
+            $0.value.minuteBuckets.isEmpty && $0.value.fiveMinuteBuckets.isEmpty && $0.value.openIntervals.isEmpty
+        }.map(\.key)
+        for key in quiet { queues[key] = nil }
+        return quiet
     }
 
     /// Sketch bytes held for `key` by the buckets a window of `minutes` reads.
@@ -240,4 +250,37 @@ public struct QueueWaitAggregator: Sendable {
     }
 
     @inline(__always) static func floor(_ t: Int64, _ size: Int64) -> Int64 { t - ((t % size) + size) % size }
+}
+
+extension WaitObservation {
+    /// A compact, tab-separated form (queue, media, event time, wait, outcome): the analytics
+    /// handler records it as a side effect, and the aggregator is rebuilt from it on start.
+    public var encoded: String {
+        "\(queueID)\t\(mediaType)\t\(eventTimeMilliseconds)\t\(waitMilliseconds)\t\(outcome.rawValue)"
+    }
+
+    public init?(encoded: String) {
+        let f = encoded.split(separator: "\t", omittingEmptySubsequences: false)
+        guard f.count == 5, let t = Int64(f[2]), let w = Double(f[3]), let o = ACDOutcome(rawValue: String(f[4]))
+        else { return nil }
+        self.init(
+            queueID: String(f[0]),
+            mediaType: String(f[1]),
+            eventTimeMilliseconds: t,
+            waitMilliseconds: w,
+            outcome: o
+        )
+    }
+}
+
+extension QueueWaitAggregator {
+    /// The start (epoch ms) of the interval containing `t`.
+    public func intervalStart(containing t: Int64) -> Int64 {
+        Self.floor(t, Int64(configuration.intervalMinutes) * 60_000)
+    }
+
+    /// Interval starts with data not yet published for `key`.
+    public func openIntervals(_ key: QueueKey) -> [Int64] {
+        (queues[key]?.openIntervals).map { $0.sorted() } ?? []
+    }
 }

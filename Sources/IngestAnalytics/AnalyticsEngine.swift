@@ -1,0 +1,403 @@
+import Foundation
+import IngestCore
+import IngestKafka
+import IngestStore
+import IngestWorker
+import Logging
+
+/// The analytics state of one worker: the wait aggregator, live observations and alert states,
+/// and what is derived from them on each tick (gauges, alerts, interval summaries, TSDB points).
+///
+/// Restart safety: every counted wait is a side effect committed with its event's idempotency
+/// key (so the consumer position and the waits move together), the aggregator only takes
+/// committed waits (`apply`), and on start it is rebuilt from the waits committed within the
+/// longest window or open interval (`rebuild`). A crash therefore neither loses nor
+/// double-counts a wait. Final interval summaries are published under their own idempotency
+/// key, so each is published once.
+public actor AnalyticsEngine {
+    public static let handlerName = "analytics"
+    static let intervalHandlerName = "analytics-interval"
+
+    let configuration: AnalyticsConfiguration
+    let store: any IdempotencyStore
+    let output: AcknowledgedProducer?
+    let pagerDuty: PagerDutyNotifier?
+    let tsdb: TSDBExporter?
+    let metrics: AnalyticsMetrics
+    let logger: Logger
+    let workerID: String
+    private var aggregator: QueueWaitAggregator
+    private var evaluator: AlertEvaluator
+    private var observations: [QueueWaitAggregator.QueueKey: QueueObservation] = [:]
+    /// Offered count of each open interval when its running summary was last published.
+    private var publishedOffered: [String: Int] = [:]
+    private var lastPublish: Int64 = 0
+    private var lastPoints: Int64 = 0
+    private var lastPurge: Int64 = 0
+
+    public init(
+        configuration: AnalyticsConfiguration,
+        store: any IdempotencyStore,
+        output: AcknowledgedProducer?,
+        pagerDuty: PagerDutyNotifier?,
+        tsdb: TSDBExporter?,
+        metrics: AnalyticsMetrics,
+        workerID: String,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.output = output
+        self.pagerDuty = pagerDuty
+        self.tsdb = tsdb
+        self.metrics = metrics
+        self.workerID = workerID
+        self.logger = logger
+        self.aggregator = QueueWaitAggregator(configuration: configuration.aggregator)
+        self.evaluator = AlertEvaluator(rules: configuration.alertRules)
+    }
+
+    /// How far back committed waits matter: the longest window or an unpublished interval,
+    /// plus the allowed lateness.
+    var horizonMilliseconds: Int64 {
+        let a = configuration.aggregator
+        let longest = Int64(max(a.windowMinutes.max() ?? 60, 2 * a.intervalMinutes)) * 60_000
+        return longest + a.allowedLatenessMilliseconds + 600_000
+    }
+
+    /// Rebuilds the aggregator from the waits committed within the horizon; returns how many.
+    public func rebuild(nowMilliseconds now: Int64) async throws -> Int {
+        let effects = try await store.sideEffects(handler: Self.handlerName, appliedSince: now - horizonMilliseconds)
+        apply(effects, counting: false)
+        logger.info("analytics state rebuilt from committed waits", metadata: ["analytics.waits": "\(effects.count)"])
+        return effects.count
+    }
+
+    /// Counts committed waits (side effects of the analytics handler).
+    public func apply(_ effects: [SideEffect]) {
+        apply(effects, counting: true)
+    }
+
+    private func apply(_ effects: [SideEffect], counting: Bool) {
+        for effect in effects {
+            guard let o = WaitObservation(encoded: effect.payload) else { continue }
+            switch aggregator.add(o) {
+            case .counted: if counting { metrics.countedWaits.increment() }
+            case .late: if counting { metrics.lateEvents.increment() }
+            case .rejectedCardinality: if counting { metrics.rejectedQueues.increment() }
+            }
+        }
+        metrics.trackedQueues.set(Double(aggregator.queueKeys.count))
+    }
+
+    /// Takes a live observation unless a newer one for the queue is already known.
+    public func observe(_ o: QueueObservation) {
+        let key = QueueWaitAggregator.QueueKey(queueID: o.queueID, mediaType: o.mediaType)
+        if let known = observations[key], known.timeMilliseconds > o.timeMilliseconds { return }
+        if observations[key] == nil && observations.count >= configuration.aggregator.maxQueues { return }
+        observations[key] = o
+        let labels = [("queue", o.queueID), ("media", o.mediaType)]
+        if let v = o.waiting { metrics.set("genesys_queue_observed", labels + [("metric", "oWaiting")], v) }
+        if let v = o.interacting { metrics.set("genesys_queue_observed", labels + [("metric", "oInteracting")], v) }
+        if let v = o.onQueueUsers { metrics.set("genesys_queue_observed", labels + [("metric", "oOnQueueUsers")], v) }
+        if let v = o.longestWaitingSeconds {
+            metrics.set("genesys_queue_observed", labels + [("metric", "oLongestWaiting")], v)
+        }
+    }
+
+    /// Statistics of a window ending now (or at the newest event time when that is later).
+    public func window(queueID: String, mediaType: String, minutes: Int, nowMilliseconds now: Int64) -> WaitStatistics?
+    {
+        aggregator.window(
+            .init(queueID: queueID, mediaType: mediaType),
+            minutes: minutes,
+            endingAt: max(now, aggregator.newestEventTime)
+        )
+    }
+
+    /// One evaluation round: gauges, alert rules, summaries, TSDB points, eviction and purge.
+    public func tick(nowMilliseconds now: Int64) async {
+        let end = max(now, aggregator.newestEventTime)
+        var points: [String] = []
+        let emitPoints = tsdb != nil && now - lastPoints >= Int64(configuration.tsdbFlushMilliseconds)
+        for key in aggregator.queueKeys.sorted(by: { ($0.queueID, $0.mediaType) < ($1.queueID, $1.mediaType) }) {
+            for minutes in configuration.aggregator.windowMinutes {
+                guard let stats = aggregator.window(key, minutes: minutes, endingAt: end) else { continue }
+                exportGauges(key, window: minutes, stats)
+                if emitPoints { points += Self.points(key, window: minutes, stats, time: now) }
+                for rule in evaluator.rules where !rule.metric.isObservation && rule.windowMinutes == minutes {
+                    let value = stats.offered >= rule.minimumOffered ? Self.value(rule.metric, stats) : nil
+                    if let t = evaluator.evaluate(
+                        rule,
+                        queueID: key.queueID,
+                        mediaType: key.mediaType,
+                        value: value,
+                        nowMilliseconds: now
+                    ) {
+                        alert(t, rule: rule, stats: stats, window: minutes)
+                    }
+                }
+            }
+        }
+        for (key, o) in observations.sorted(by: { $0.key.queueID < $1.key.queueID }) {
+            let fresh = now - o.timeMilliseconds < 300_000
+            for rule in evaluator.rules where rule.metric.isObservation {
+                let value = fresh ? (rule.metric == .waiting ? o.waiting : o.longestWaitingSeconds) : nil
+                if let t = evaluator.evaluate(
+                    rule,
+                    queueID: key.queueID,
+                    mediaType: key.mediaType,
+                    value: value,
+                    nowMilliseconds: now
+                ) {
+                    alert(t, rule: rule, stats: nil, window: nil)
+                }
+            }
+            if emitPoints, fresh {
+                let fields: [(String, InfluxLineProtocol.FieldValue)] = [
+                    ("waiting", o.waiting.map { .double($0) }), ("interacting", o.interacting.map { .double($0) }),
+                    ("on_queue_users", o.onQueueUsers.map { .double($0) }),
+                    ("longest_waiting_seconds", o.longestWaitingSeconds.map { .double($0) }),
+                ].compactMap { name, v in v.map { (name, $0) } }
+                if let line = InfluxLineProtocol.line(
+                    measurement: "genesys_queue_observations",
+                    tags: [("queue", key.queueID), ("media", key.mediaType)],
+                    fields: fields,
+                    timeMilliseconds: o.timeMilliseconds
+                ) {
+                    points.append(line)
+                }
+            }
+        }
+        metrics.alertsFiring.set(Double(evaluator.firingCount))
+        if emitPoints {
+            lastPoints = now
+            await tsdb?.add(points)
+        }
+        if now - lastPublish >= Int64(configuration.publishMilliseconds) {
+            lastPublish = now
+            await publishRunningSummaries()
+        }
+        await publishClosedIntervals()
+        if now - lastPurge >= 600_000 {
+            lastPurge = now
+            do {
+                _ = try await store.purgeSideEffects(
+                    handler: Self.handlerName,
+                    appliedBefore: now - horizonMilliseconds
+                )
+            } catch {
+                logger.warning("cannot purge old analytics waits", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func exportGauges(_ key: QueueWaitAggregator.QueueKey, window: Int, _ s: WaitStatistics) {
+        let labels = [("queue", key.queueID), ("media", key.mediaType), ("window", "\(window)m")]
+        for (q, v) in [("0.5", s.p50), ("0.9", s.p90), ("0.95", s.p95), ("0.99", s.p99)] {
+            metrics.set("genesys_queue_wait_seconds", labels + [("quantile", q)], v.map { $0 / 1000 } ?? .nan)
+        }
+        for (outcome, n) in [
+            ("offered", s.offered), ("answered", s.answered), ("abandoned", s.abandoned), ("flowed_out", s.flowedOut),
+        ] {
+            metrics.set("genesys_queue_interactions", labels + [("outcome", outcome)], Double(n))
+        }
+        metrics.set("genesys_queue_abandon_ratio", labels, s.abandonRate ?? .nan)
+        metrics.set("genesys_queue_service_level_ratio", labels, s.serviceLevel ?? .nan)
+    }
+
+    static func value(_ metric: AlertRule.Metric, _ s: WaitStatistics) -> Double? {
+        switch metric {
+        case .p50Wait: s.p50.map { $0 / 1000 }
+        case .p90Wait: s.p90.map { $0 / 1000 }
+        case .p95Wait: s.p95.map { $0 / 1000 }
+        case .p99Wait: s.p99.map { $0 / 1000 }
+        case .abandonRate: s.abandonRate
+        case .serviceLevel: s.serviceLevel
+        case .waiting, .longestWaiting: nil
+        }
+    }
+
+    static func points(
+        _ key: QueueWaitAggregator.QueueKey,
+        window: Int,
+        _ s: WaitStatistics,
+        time: Int64
+    ) -> [String] {
+        var fields: [(String, InfluxLineProtocol.FieldValue)] = [
+            ("offered", .integer(s.offered)), ("answered", .integer(s.answered)),
+            ("abandoned", .integer(s.abandoned)), ("flowed_out", .integer(s.flowedOut)),
+        ]
+        for (name, v) in [
+            ("p50_seconds", s.p50), ("p90_seconds", s.p90), ("p95_seconds", s.p95), ("p99_seconds", s.p99),
+        ] {
+            if let v { fields.append((name, .double(v / 1000))) }
+        }
+        if let r = s.abandonRate { fields.append(("abandon_rate", .double(r))) }
+        if let r = s.serviceLevel { fields.append(("service_level", .double(r))) }
+        return InfluxLineProtocol.line(
+            measurement: "genesys_queue_wait",
+            tags: [("queue", key.queueID), ("media", key.mediaType), ("window", "\(window)m")],
+            fields: fields,
+            timeMilliseconds: time
+        ).map { [$0] } ?? []
+    }
+
+    private func alert(_ t: AlertTransition, rule: AlertRule, stats: WaitStatistics?, window: Int?) {
+        let valueText = t.value.isFinite ? String(format: "%.3f", t.value) : "no data"
+        var details: [String: String] = [
+            "queueId": t.queueID, "mediaType": t.mediaType, "rule": rule.name, "metric": rule.metric.rawValue,
+            "value": valueText, "trigger": "\(rule.direction.rawValue) \(rule.trigger)", "clear": "\(rule.clear)",
+        ]
+        if let window { details["windowMinutes"] = "\(window)" }
+        if let s = stats {
+            details["offered"] = "\(s.offered)"
+            details["answered"] = "\(s.answered)"
+            details["abandoned"] = "\(s.abandoned)"
+            for (name, v) in [("p50WaitSeconds", s.p50), ("p90WaitSeconds", s.p90), ("p99WaitSeconds", s.p99)] {
+                if let v { details[name] = String(format: "%.1f", v / 1000) }
+            }
+            if let r = s.abandonRate { details["abandonRate"] = String(format: "%.3f", r) }
+            if let r = s.serviceLevel { details["serviceLevel"] = String(format: "%.3f", r) }
+        }
+        let windowText = window.map { " on the \($0)-minute window" } ?? ""
+        let summary =
+            "Queue \(t.queueID) (\(t.mediaType)): \(rule.metric.rawValue) \(valueText) "
+            + "\(rule.direction.rawValue) \(rule.trigger)\(windowText) [\(rule.name)]"
+        switch t.action {
+        case .trigger: metrics.alertsTriggered.increment()
+        case .resolve: metrics.alertsResolved.increment()
+        }
+        logger.notice(
+            "alert \(t.action.rawValue)",
+            metadata: ["alert.dedup_key": "\(t.dedupKey)", "alert.summary": "\(summary)"]
+        )
+        guard let pagerDuty else { return }
+        let event = PagerDutyNotifier.Event(transition: t, severity: rule.severity, summary: summary, details: details)
+        Task { await pagerDuty.enqueue(event) }
+    }
+
+    // MARK: - Summaries
+
+    private func summaryKey(_ key: QueueWaitAggregator.QueueKey, _ start: Int64) -> String {
+        "\(key.queueID)|\(key.mediaType)|\(start)"
+    }
+
+    /// The running summaries of intervals that changed since they were last published.
+    private func publishRunningSummaries() async {
+        for key in aggregator.queueKeys {
+            for start in aggregator.openIntervals(key) {
+                guard let stats = aggregator.interval(key, startingAt: start) else { continue }
+                let id = summaryKey(key, start)
+                if publishedOffered[id] == stats.offered { continue }
+                if await publish(key, start: start, stats, final: false) { publishedOffered[id] = stats.offered }
+            }
+        }
+    }
+
+    /// Final summaries of closed intervals, each once (claimed in the store first).
+    private func publishClosedIntervals() async {
+        let closed = aggregator.closedIntervals()
+        guard !closed.isEmpty else { return }
+        var done: [(QueueWaitAggregator.QueueKey, Int64)] = []
+        for (key, start) in closed {
+            let claimKey = "\(Self.intervalHandlerName)|\(summaryKey(key, start))"
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let outcome: ClaimOutcome?
+            do {
+                outcome = try await store.claim(
+                    [claimKey],
+                    owner: workerID,
+                    nowMilliseconds: now,
+                    leaseMilliseconds: 60_000
+                )[
+                    claimKey
+                ]
+            } catch {
+                logger.warning("cannot claim an interval summary: will retry", metadata: ["error": "\(error)"])
+                return
+            }
+            switch outcome {
+            case .duplicate:
+                done.append((key, start))
+            case .claimed:
+                guard let stats = aggregator.interval(key, startingAt: start) else { continue }
+                if await publish(key, start: start, stats, final: true) {
+                    _ = try? await store.complete(
+                        [claimKey],
+                        owner: workerID,
+                        nowMilliseconds: now,
+                        retainMilliseconds: 7 * 86_400_000,
+                        sideEffects: [
+                            SideEffect(
+                                handler: Self.intervalHandlerName,
+                                dedupKey: claimKey,
+                                payload: "\(stats.offered)"
+                            )
+                        ]
+                    )
+                    done.append((key, start))
+                } else {
+                    try? await store.release([claimKey], owner: workerID)
+                }
+            case .busy, nil:
+                continue
+            }
+        }
+        for (key, start) in done { publishedOffered[summaryKey(key, start)] = nil }
+        for gone in aggregator.evict(publishedIntervals: done) {
+            metrics.remove(queueID: gone.queueID, mediaType: gone.mediaType)
+        }
+        metrics.trackedQueues.set(Double(aggregator.queueKeys.count))
+    }
+
+    /// The summary record of one queue and interval.
+    func summary(_ key: QueueWaitAggregator.QueueKey, start: Int64, _ s: WaitStatistics, final: Bool) -> [String: Any] {
+        let iso = ISO8601DateFormatter()
+        let length = Int64(configuration.aggregator.intervalMinutes) * 60_000
+        func date(_ ms: Int64) -> String { iso.string(from: Date(timeIntervalSince1970: Double(ms) / 1000)) }
+        var wait: [String: Any] = [:]
+        for (name, v) in [("p50", s.p50), ("p90", s.p90), ("p95", s.p95), ("p99", s.p99)] {
+            if let v { wait[name] = Int(v.rounded()) }
+        }
+        var record: [String: Any] = [
+            "queueId": key.queueID, "mediaType": key.mediaType, "interval": "\(date(start))/\(date(start + length))",
+            "final": final, "offered": s.offered, "answered": s.answered, "abandoned": s.abandoned,
+            "flowedOut": s.flowedOut, "answeredWithinThreshold": s.answeredWithinThreshold,
+            "serviceLevelThresholdMs": Int(configuration.aggregator.serviceLevelThresholdMilliseconds),
+            "waitMs": wait, "producedBy": workerID,
+        ]
+        if let r = s.abandonRate { record["abandonRate"] = r }
+        if let r = s.serviceLevel { record["serviceLevel"] = r }
+        return record
+    }
+
+    private func publish(
+        _ key: QueueWaitAggregator.QueueKey,
+        start: Int64,
+        _ s: WaitStatistics,
+        final: Bool
+    ) async -> Bool {
+        guard let output else { return true }
+        let record = summary(key, start: start, s, final: final)
+        guard let body = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else {
+            return false
+        }
+        do {
+            try await output.send(
+                topic: configuration.outputTopic,
+                key: Array(summaryKey(key, start).utf8),
+                value: Array(body),
+                headers: [KafkaHeader(name: "content-type", string: "application/json")]
+            )
+            metrics.summariesPublished.increment()
+            return true
+        } catch {
+            logger.warning(
+                "cannot publish an interval summary: will retry",
+                metadata: ["error": "\(error.message)", "topic": "\(configuration.outputTopic)"]
+            )
+            return false
+        }
+    }
+}
