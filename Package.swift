@@ -50,7 +50,7 @@ let package = Package(
         // Genesys Cloud platform API client: OAuth, shared rate budget, SDK-like retries.
         .target(
             name: "GenesysAPI",
-            dependencies: ["IngestStore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["IngestStore", "IngestCore", .product(name: "Logging", package: "swift-log")]
         ),
         // A local Genesys Cloud stand-in (token, analytics details, routing queues, rate limits).
         .target(

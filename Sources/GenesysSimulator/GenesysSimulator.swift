@@ -54,6 +54,9 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         var members: [String: Set<String>] = [:]
         /// Live queue observations by queue id: oWaiting, oInteracting, oLongestWaiting (ms).
         var observations: [String: (waiting: Int, interacting: Int, longestWaitingMs: Int)] = [:]
+        var estimatedWaits: [String: Double] = [:]
+        /// Writes per kind ("PUT queue", "POST members", "POST members delete") and queue id.
+        var writes: [String: Int] = [:]
         var apiRequests = 0
         var rateLimited = 0
         var tokensIssued = 0
@@ -116,6 +119,47 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     /// Sets a queue's live observations (served by the observations query).
     public func setObservations(queueID: String, waiting: Int, interacting: Int, longestWaitingMilliseconds: Int) {
         state.withLock { $0.value.observations[queueID] = (waiting, interacting, longestWaitingMilliseconds) }
+    }
+
+    /// Sets the estimated wait the queue's `estimatedwaittime` endpoint reports (default 30 s).
+    public func setEstimatedWait(queueID: String, seconds: Double) {
+        state.withLock { $0.value.estimatedWaits[queueID] = seconds }
+    }
+
+    /// The stored queue object.
+    public func queue(_ id: String) -> [String: Any]? {
+        state.withLock { $0.value.queues[id] }
+    }
+
+    /// A person editing the queue in the admin UI: `edit` changes it, `dateModified` moves on.
+    public func editQueue(_ id: String, _ edit: (inout [String: Any]) -> Void) {
+        state.withLock { box in
+            guard var q = box.value.queues[id] else { return }
+            edit(&q)
+            q["dateModified"] = Self.timestamp()
+            box.value.queues[id] = q
+        }
+    }
+
+    /// The queue's member user ids.
+    public func members(_ queueID: String) -> Set<String> {
+        state.withLock { $0.value.members[queueID] ?? [] }
+    }
+
+    public func setMembers(_ queueID: String, _ ids: Set<String>) {
+        state.withLock { $0.value.members[queueID] = ids }
+    }
+
+    /// How many writes of `kind` ("PUT queue", "POST members", "POST members delete") reached `queueID`.
+    public func writeCount(_ kind: String, queueID: String) -> Int {
+        state.withLock { $0.value.writes["\(kind) \(queueID)"] ?? 0 }
+    }
+
+    /// ISO-8601 with milliseconds (two edits within one second still differ).
+    static func timestamp() -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date())
     }
 
     /// Invalidates every issued token (the next API call gets a 401).
@@ -320,8 +364,11 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
                 return Self.json(.badRequest, ["message": "invalid body", "status": 400])
             }
             body["id"] = p[2]
-            body["dateModified"] = ISO8601DateFormatter().string(from: Date())
-            state.withLock { $0.value.queues[p[2]] = body }
+            body["dateModified"] = Self.timestamp()
+            state.withLock {
+                $0.value.queues[p[2]] = body
+                $0.value.writes["PUT queue \(p[2])", default: 0] += 1
+            }
             return Self.json(.ok, body)
         case ("GET", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "members":
             let ids = state.withLock { $0.value.members[p[2]] ?? [] }.sorted()
@@ -339,12 +386,14 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
                 var set = box.value.members[p[2]] ?? []
                 if delete { set.subtract(ids) } else { set.formUnion(ids) }
                 box.value.members[p[2]] = set
+                box.value.writes[(delete ? "POST members delete " : "POST members ") + p[2], default: 0] += 1
             }
             return HTTPResponse(status: .ok)
         case ("GET", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "estimatedwaittime":
+            let seconds = state.withLock { $0.value.estimatedWaits[p[2]] } ?? 30
             return Self.json(
                 .ok,
-                ["results": [["intent": "WAITING", "formula": "BEST", "estimatedWaitTimeSeconds": 30]]]
+                ["results": [["intent": "WAITING", "formula": "BEST", "estimatedWaitTimeSeconds": seconds]]]
             )
         default:
             return Self.json(.notFound, ["message": "no such resource in the simulator", "status": 404])

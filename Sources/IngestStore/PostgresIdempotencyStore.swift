@@ -10,14 +10,14 @@ import Glibc
 /// are atomic per statement, so racing workers get exactly one claim per key.
 ///
 /// **Confinement:** the connection is used only on `queue`; every public method hops there.
-public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, @unchecked Sendable {
+public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, DocumentStore, @unchecked Sendable {
     // @unchecked: `connection` is confined to `queue` (see above).
     private var connection: OpaquePointer?
     private let queue = DispatchQueue(label: "genesys-ingest.store.postgres")
     private let url: String
     private let schema: String
 
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
 
     /// Connects to `url` (a libpq URI such as `postgres://user:pw@host:5432/db`) and creates
     /// or migrates the tables in `schema`.
@@ -88,7 +88,16 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
             INSERT INTO ingest_schema_version (version)
                 SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ingest_schema_version);
             CREATE INDEX IF NOT EXISTS ingest_side_effects_handler ON ingest_side_effects (handler, applied_at);
-            UPDATE ingest_schema_version SET version = 3 WHERE version < 3;
+            CREATE TABLE IF NOT EXISTS ingest_documents (
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                owner TEXT NOT NULL,
+                lease_until BIGINT NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (kind, key)
+            );
+            UPDATE ingest_schema_version SET version = 4 WHERE version < 4;
             """
         )
     }
@@ -206,6 +215,50 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
             [handler, String(appliedBefore)]
         )
         return rows.first?[0].flatMap { Int($0) } ?? 0
+    }
+
+    // MARK: - DocumentStore
+
+    public func document(kind: String, key: String) async throws -> VersionedDocument? {
+        try await query(
+            "SELECT version, owner, lease_until, body FROM ingest_documents WHERE kind = $1 AND key = $2",
+            [kind, key]
+        ).first.map { Self.document(key: key, $0) }
+    }
+
+    public func putDocument(
+        kind: String,
+        key: String,
+        expectedVersion: Int64,
+        body: String,
+        owner: String,
+        leaseUntil: Int64
+    ) async throws -> Bool {
+        let sql =
+            expectedVersion == 0
+            ? "INSERT INTO ingest_documents (kind, key, version, owner, lease_until, body) VALUES ($1, $2, 1, $4, $5, $6) "
+                + "ON CONFLICT (kind, key) DO NOTHING RETURNING 1"
+            : "UPDATE ingest_documents SET version = version + 1, owner = $4, lease_until = $5, body = $6 "
+                + "WHERE kind = $1 AND key = $2 AND version = $3 RETURNING 1"
+        let rows = try await query(sql, [kind, key, String(expectedVersion), owner, String(leaseUntil), body])
+        return !rows.isEmpty
+    }
+
+    public func documents(kind: String) async throws -> [VersionedDocument] {
+        try await query(
+            "SELECT version, owner, lease_until, body, key FROM ingest_documents WHERE kind = $1 ORDER BY key",
+            [kind]
+        ).map { Self.document(key: $0[4] ?? "", $0) }
+    }
+
+    private static func document(key: String, _ row: [String?]) -> VersionedDocument {
+        VersionedDocument(
+            key: key,
+            version: row[0].flatMap { Int64($0) } ?? 0,
+            owner: row[1] ?? "",
+            leaseUntil: row[2].flatMap { Int64($0) } ?? 0,
+            body: row[3] ?? ""
+        )
     }
 
     // MARK: - RateBudgetStore

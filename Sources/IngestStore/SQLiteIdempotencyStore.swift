@@ -10,14 +10,14 @@ import Glibc
 ///
 /// **Confinement:** the connection and its statements are used only on `queue`; every public
 /// method hops there.
-public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @unchecked Sendable {
+public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, DocumentStore, @unchecked Sendable {
     // @unchecked: `db` is confined to `queue` (see above).
     private let db: OpaquePointer
     private let queue = DispatchQueue(label: "genesys-ingest.store.sqlite")
     public let path: String
     private var isClosed = false
 
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
 
     /// Opens (creating and migrating when needed) the database at `path`.
     public init(path: String) throws(StoreError) {
@@ -116,6 +116,85 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, @u
                 PRAGMA user_version = 3;
                 """
             )
+        }
+        if version < 4 {
+            try exec(
+                """
+                CREATE TABLE IF NOT EXISTS ingest_documents (
+                    kind TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    owner TEXT NOT NULL,
+                    lease_until INTEGER NOT NULL,
+                    body TEXT NOT NULL,
+                    PRIMARY KEY (kind, key)
+                ) WITHOUT ROWID;
+                PRAGMA user_version = 4;
+                """
+            )
+        }
+    }
+
+    // MARK: - DocumentStore
+
+    public func document(kind: String, key: String) async throws -> VersionedDocument? {
+        try await documents(kind: kind, key: key).first
+    }
+
+    public func documents(kind: String) async throws -> [VersionedDocument] {
+        try await documents(kind: kind, key: nil)
+    }
+
+    private func documents(kind: String, key: String?) async throws(StoreError) -> [VersionedDocument] {
+        try await run { () throws(StoreError) -> [VersionedDocument] in
+            let select = try self.prepare(
+                "SELECT key, version, owner, lease_until, body FROM ingest_documents WHERE kind = ?"
+                    + (key == nil ? " ORDER BY key" : " AND key = ?")
+            )
+            defer { sqlite3_finalize(select) }
+            self.bind(select, 1, kind)
+            if let key { self.bind(select, 2, key) }
+            var out: [VersionedDocument] = []
+            while sqlite3_step(select) == SQLITE_ROW {
+                out.append(
+                    VersionedDocument(
+                        key: String(cString: sqlite3_column_text(select, 0)),
+                        version: sqlite3_column_int64(select, 1),
+                        owner: String(cString: sqlite3_column_text(select, 2)),
+                        leaseUntil: sqlite3_column_int64(select, 3),
+                        body: String(cString: sqlite3_column_text(select, 4))
+                    )
+                )
+            }
+            return out
+        }
+    }
+
+    public func putDocument(
+        kind: String,
+        key: String,
+        expectedVersion: Int64,
+        body: String,
+        owner: String,
+        leaseUntil: Int64
+    ) async throws -> Bool {
+        try await run { () throws(StoreError) -> Bool in
+            let sql =
+                expectedVersion == 0
+                ? "INSERT OR IGNORE INTO ingest_documents (kind, key, version, owner, lease_until, body) "
+                    + "VALUES (?1, ?2, 1, ?4, ?5, ?6)"
+                : "UPDATE ingest_documents SET version = version + 1, owner = ?4, lease_until = ?5, body = ?6 "
+                    + "WHERE kind = ?1 AND key = ?2 AND version = ?3"
+            let statement = try self.prepare(sql)
+            defer { sqlite3_finalize(statement) }
+            self.bind(statement, 1, kind)
+            self.bind(statement, 2, key)
+            if expectedVersion != 0 { sqlite3_bind_int64(statement, 3, expectedVersion) }
+            self.bind(statement, 4, owner)
+            sqlite3_bind_int64(statement, 5, leaseUntil)
+            self.bind(statement, 6, body)
+            try self.stepDone(statement, "put document")
+            return sqlite3_changes(self.db) == 1
         }
     }
 

@@ -3,6 +3,7 @@ import IngestCore
 import IngestKafka
 import IngestStore
 import IngestTesting
+import IngestWorker
 import Logging
 import Prometheus
 import Testing
@@ -236,6 +237,93 @@ struct AnalyticsUnitTests {
             let b = await second.window(queueID: "q-\(q)", mediaType: "voice", minutes: 5, nowMilliseconds: now)
             #expect(a != nil && a == b, "\(String(describing: a)) vs \(String(describing: b))")
         }
+        await store.close()
+    }
+}
+
+/// A closed interval's final summary is published once: a restarted engine that rebuilds the
+/// same waits finds the interval already published (claimed in the store) and skips it.
+@Suite("Queue wait analytics: final interval summaries", .serialized)
+struct AnalyticsIntervalSummaryTests {
+    @Test func closedIntervalIsPublishedOnceAcrossRestarts() async throws {
+        let broker = try TansuBroker()
+        try createTopic(broker, "genesys.queue.metrics", partitions: 1)
+        let kafka = KafkaClientConfiguration(bootstrapServers: broker.bootstrap)
+        let db = try TestStore(.sqlite)
+        let store = try db.kind.make(sharing: db.location).store
+        let output = try AcknowledgedProducer(configuration: kafka, logger: Logger(label: "out"))
+        var configuration = AnalyticsConfiguration()
+        configuration.publishMilliseconds = 3_600_000
+        func engine() -> AnalyticsEngine {
+            AnalyticsEngine(
+                configuration: configuration,
+                store: store,
+                output: output,
+                pagerDuty: nil,
+                tsdb: nil,
+                metrics: AnalyticsMetrics(registry: PrometheusCollectorRegistry()),
+                workerID: "w",
+                logger: Logger(label: "a")
+            )
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let start = now - now % 1_800_000 - 3_600_000  // an interval an hour ago
+        var effects: [SideEffect] = []
+        for i in 0..<40 {
+            let o = WaitObservation(
+                queueID: "q-1",
+                mediaType: "voice",
+                eventTimeMilliseconds: start + 60_000 + Int64(i) * 30_000,
+                waitMilliseconds: Double(1000 * (i + 1)),
+                outcome: i < 4 ? .abandoned : .answered
+            )
+            effects.append(
+                SideEffect(handler: AnalyticsEngine.handlerName, dedupKey: "analytics|w-\(i)", payload: o.encoded)
+            )
+        }
+        // A wait 33 minutes after the interval ended: the interval (30 min + 2 min lateness) is closed.
+        let later = WaitObservation(
+            queueID: "q-1",
+            mediaType: "voice",
+            eventTimeMilliseconds: start + 63 * 60_000,
+            waitMilliseconds: 5000,
+            outcome: .answered
+        )
+        effects.append(
+            SideEffect(handler: AnalyticsEngine.handlerName, dedupKey: "analytics|later", payload: later.encoded)
+        )
+        let keys = effects.map(\.dedupKey)
+        _ = try await store.claim(keys, owner: "w", nowMilliseconds: now, leaseMilliseconds: 60_000)
+        _ = try await store.complete(
+            keys,
+            owner: "w",
+            nowMilliseconds: now,
+            retainMilliseconds: 3_600_000,
+            sideEffects: effects
+        )
+
+        let first = engine()
+        await first.apply(effects)
+        await first.tick(nowMilliseconds: now)
+        let restarted = engine()
+        #expect(try await restarted.rebuild(nowMilliseconds: now) == 41)
+        await restarted.tick(nowMilliseconds: now)
+
+        let records = try await readWhenPresent(kafka, topic: "genesys.queue.metrics", expected: 1)
+        let finals = records.compactMap { try? JSONSerialization.jsonObject(with: Data($0.value)) as? [String: Any] }
+            .filter { $0["final"] as? Bool == true }
+        #expect(finals.count == 1, "published once: \(finals)")
+        let record = try #require(finals.first)
+        #expect(record["offered"] as? Int == 40 && record["abandoned"] as? Int == 4 && record["answered"] as? Int == 36)
+        #expect(record["queueId"] as? String == "q-1" && record["mediaType"] as? String == "voice")
+        let interval = try #require(record["interval"] as? String)
+        let iso = ISO8601DateFormatter()
+        #expect(
+            interval == iso.string(from: Date(timeIntervalSince1970: Double(start) / 1000)) + "/"
+                + iso.string(from: Date(timeIntervalSince1970: Double(start + 1_800_000) / 1000))
+        )
+        let p90 = try #require((record["waitMs"] as? [String: Any])?["p90"] as? Int)
+        #expect(abs(p90 - 36_000) <= 1_000, "p90 of 1…40 s is about 36 s: \(p90)")
         await store.close()
     }
 }

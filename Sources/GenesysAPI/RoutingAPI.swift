@@ -1,0 +1,128 @@
+import Foundation
+import IngestCore
+
+/// The routing and queue-observation calls the overflow controller makes (FACTS §7): whole
+/// queue objects (no version or ETag: PUT replaces the queue, last writer wins), members
+/// added and removed in batches of at most 100, estimated wait, and live observations.
+public struct RoutingAPI: Sendable {
+    public let client: GenesysClient
+
+    public init(client: GenesysClient) {
+        self.client = client
+    }
+
+    /// `GET /api/v2/routing/queues/{id}`.
+    public func queue(_ id: String) async throws -> [String: JSONValue] {
+        let response = try await client.request("GET", "/api/v2/routing/queues/\(Self.escape(id))")
+        guard let object = try? JSONValue.parse(response.body).objectValue else {
+            throw GenesysAPIError.client(
+                status: response.status,
+                message: "queue is not a JSON object",
+                correlationID: response.correlationID
+            )
+        }
+        return object
+    }
+
+    /// `PUT /api/v2/routing/queues/{id}` with the whole queue object; returns the stored queue.
+    @discardableResult
+    public func putQueue(_ id: String, _ queue: [String: JSONValue]) async throws -> [String: JSONValue] {
+        let response = try await client.request(
+            "PUT",
+            "/api/v2/routing/queues/\(Self.escape(id))",
+            body: JSONValue.object(queue).jsonData
+        )
+        return (try? JSONValue.parse(response.body).objectValue) ?? [:]
+    }
+
+    /// Every member's user id (pages of 100).
+    public func members(_ id: String) async throws -> Set<String> {
+        var out = Set<String>()
+        var page = 1
+        while true {
+            let response = try await client.request(
+                "GET",
+                "/api/v2/routing/queues/\(Self.escape(id))/members?pageSize=100&pageNumber=\(page)"
+            )
+            let body = try? JSONValue.parse(response.body)
+            let entities = body?["entities"]?.arrayValue ?? []
+            for e in entities { if let uid = e["id"]?.stringValue { out.insert(uid) } }
+            let total = body?["total"]?.numberValue.map(Int.init) ?? out.count
+            if entities.isEmpty || out.count >= total || page >= 1000 { return out }
+            page += 1
+        }
+    }
+
+    /// `POST …/members` (add) in batches of at most 100.
+    public func addMembers(_ id: String, _ userIDs: [String]) async throws {
+        for batch in Self.batches(userIDs) {
+            _ = try await client.request(
+                "POST",
+                "/api/v2/routing/queues/\(Self.escape(id))/members",
+                body: JSONValue.array(batch.map { .object(["id": .string($0)]) }).jsonData
+            )
+        }
+    }
+
+    /// `POST …/members?delete=true` in batches of at most 100; a member that is not there
+    /// (404) counts as removed.
+    public func removeMembers(_ id: String, _ userIDs: [String]) async throws {
+        for batch in Self.batches(userIDs) {
+            do {
+                _ = try await client.request(
+                    "POST",
+                    "/api/v2/routing/queues/\(Self.escape(id))/members?delete=true",
+                    body: JSONValue.array(batch.map { .object(["id": .string($0)]) }).jsonData
+                )
+            } catch GenesysAPIError.notFound {
+                continue
+            }
+        }
+    }
+
+    /// The longest estimated wait over the queue's intents, in seconds.
+    public func estimatedWaitSeconds(_ id: String) async throws -> Double? {
+        let response = try await client.request("GET", "/api/v2/routing/queues/\(Self.escape(id))/estimatedwaittime")
+        let results = (try? JSONValue.parse(response.body))?["results"]?.arrayValue ?? []
+        return results.compactMap { $0["estimatedWaitTimeSeconds"]?.numberValue }.max()
+    }
+
+    /// oWaiting and oLongestWaiting (seconds) from the observations query.
+    public func observations(_ id: String) async throws -> (waiting: Double?, longestWaitingSeconds: Double?) {
+        let query: JSONValue = .object([
+            "filter": .object([
+                "type": .string("or"),
+                "predicates": .array([.object(["dimension": .string("queueId"), "value": .string(id)])]),
+            ]),
+            "metrics": .array([.string("oWaiting"), .string("oLongestWaiting")]),
+        ])
+        let response = try await client.request(
+            "POST",
+            "/api/v2/analytics/queues/observations/query",
+            body: query.jsonData
+        )
+        var waiting: Double?
+        var longest: Double?
+        for result in (try? JSONValue.parse(response.body))?["results"]?.arrayValue ?? [] {
+            for metric in result["data"]?.arrayValue ?? [] {
+                switch metric["metric"]?.stringValue {
+                case "oWaiting": waiting = (waiting ?? 0) + (metric["stats"]?["count"]?.numberValue ?? 0)
+                case "oLongestWaiting":
+                    let ms = metric["stats"]?["max"]?.numberValue ?? 0
+                    longest = max(longest ?? 0, ms / 1000)
+                default: break
+                }
+            }
+        }
+        return (waiting, longest)
+    }
+
+    static func batches(_ ids: [String]) -> [[String]] {
+        stride(from: 0, to: ids.count, by: 100).map { Array(ids[$0..<min(ids.count, $0 + 100)]) }
+    }
+
+    static func escape(_ id: String) -> String {
+        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/")))
+            ?? id
+    }
+}
