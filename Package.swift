@@ -89,6 +89,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "IngestOverflow",
+            dependencies: [
+                "IngestCore", "IngestKafka", "IngestStore", "IngestWorker", "IngestAnalytics", "GenesysAPI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(name: "IngestLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "IngestTesting", dependencies: ["IngestCore", "IngestCrypto", "CSystemShims"]),
 
@@ -106,7 +115,7 @@ let package = Package(
             name: "ingest-worker",
             dependencies: [
                 "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore", "IngestEnrichment", "GenesysAPI",
-                "IngestStore", "IngestAnalytics",
+                "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -117,6 +126,7 @@ let package = Package(
             name: "ingestctl",
             dependencies: [
                 "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestLogging", "GenesysSimulator",
+                "IngestStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

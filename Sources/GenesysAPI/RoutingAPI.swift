@@ -126,3 +126,46 @@ public struct RoutingAPI: Sendable {
             ?? id
     }
 }
+
+extension GenesysClientConfiguration {
+    public static let variableNames = [
+        "INGEST_GENESYS_REGION", "INGEST_GENESYS_API_URL", "INGEST_GENESYS_LOGIN_URL", "INGEST_GENESYS_CLIENT_ID",
+        "INGEST_GENESYS_CLIENT_SECRET", "INGEST_GENESYS_CLIENT_SECRET_FILE", "INGEST_GENESYS_RATE_LIMIT",
+        "INGEST_GENESYS_RATE_PERIOD_SECONDS",
+    ]
+
+    /// The Genesys client from `INGEST_GENESYS_*`: credentials, region or explicit URLs, and the
+    /// rate limit shared by every instance using the client. `purpose` names who needs it.
+    public static func from(
+        environment env: EnvironmentReader,
+        purpose: String
+    ) throws(ConfigurationError) -> (GenesysClientConfiguration, rateLimit: Int, ratePeriodSeconds: Int) {
+        guard let clientID = env.string("INGEST_GENESYS_CLIENT_ID"),
+            let secret = try env.secret("INGEST_GENESYS_CLIENT_SECRET")
+        else {
+            throw ConfigurationError(
+                "\(purpose) needs INGEST_GENESYS_CLIENT_ID and INGEST_GENESYS_CLIENT_SECRET (or _FILE)"
+            )
+        }
+        let secretText = String(decoding: secret, as: UTF8.self)
+        var client: GenesysClientConfiguration
+        if let api = env.string("INGEST_GENESYS_API_URL") {
+            client = GenesysClientConfiguration(
+                clientID: clientID,
+                clientSecret: secretText,
+                apiBaseURL: api,
+                loginBaseURL: env.string("INGEST_GENESYS_LOGIN_URL", default: api)
+            )
+        } else {
+            let region = env.string("INGEST_GENESYS_REGION", default: "us-east-1")
+            guard let c = GenesysClientConfiguration(clientID: clientID, clientSecret: secretText, region: region)
+            else {
+                throw ConfigurationError("INGEST_GENESYS_REGION=\(region) is not a Genesys Cloud region")
+            }
+            client = c
+        }
+        let limit = try env.int("INGEST_GENESYS_RATE_LIMIT", default: 300, range: 1...100_000)
+        let period = try env.int("INGEST_GENESYS_RATE_PERIOD_SECONDS", default: 60, range: 1...3600)
+        return (client, limit, period)
+    }
+}

@@ -54,32 +54,10 @@ public struct EnrichmentConfiguration: Sendable {
             default: 3000,
             range: 10...600_000
         )
-        guard let clientID = env.string("INGEST_GENESYS_CLIENT_ID"),
-            let secret = try env.secret("INGEST_GENESYS_CLIENT_SECRET")
-        else {
-            throw ConfigurationError(
-                "the enrich handler needs INGEST_GENESYS_CLIENT_ID and INGEST_GENESYS_CLIENT_SECRET (or _FILE)"
-            )
-        }
-        let secretText = String(decoding: secret, as: UTF8.self)
-        var client: GenesysClientConfiguration
-        if let api = env.string("INGEST_GENESYS_API_URL") {
-            client = GenesysClientConfiguration(
-                clientID: clientID,
-                clientSecret: secretText,
-                apiBaseURL: api,
-                loginBaseURL: env.string("INGEST_GENESYS_LOGIN_URL", default: api)
-            )
-        } else {
-            let region = env.string("INGEST_GENESYS_REGION", default: "us-east-1")
-            guard let c = GenesysClientConfiguration(clientID: clientID, clientSecret: secretText, region: region)
-            else {
-                throw ConfigurationError("INGEST_GENESYS_REGION=\(region) is not a Genesys Cloud region")
-            }
-            client = c
-        }
-        let limit = try env.int("INGEST_GENESYS_RATE_LIMIT", default: 300, range: 1...100_000)
-        let period = try env.int("INGEST_GENESYS_RATE_PERIOD_SECONDS", default: 60, range: 1...3600)
+        let (client, limit, period) = try GenesysClientConfiguration.from(
+            environment: env,
+            purpose: "the enrich handler"
+        )
         return (config, client, limit, period)
     }
 }

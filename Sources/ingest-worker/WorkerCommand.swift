@@ -6,6 +6,7 @@ import IngestCore
 import IngestEnrichment
 import IngestKafka
 import IngestLogging
+import IngestOverflow
 import IngestStore
 import IngestWorker
 import Logging
@@ -25,8 +26,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Option(help: "Kafka bootstrap servers (INGEST_KAFKA_BROKERS).") var brokers: String?
     @Option(help: "Consumer group (INGEST_WORKER_GROUP).") var group: String?
-    @Option(help: "Comma-separated handlers (INGEST_WORKER_HANDLERS): noop, record, enrich, analytics.") var handlers:
-        String?
+    @Option(help: "Comma-separated handlers (INGEST_WORKER_HANDLERS): noop, record, enrich, analytics, overflow.")
+    var handlers: String?
     @Option(help: "Idempotency store: sqlite:<path> (INGEST_STORE_URL).") var store: String?
     @Option(help: "Port for /healthz, /readyz, /metrics (INGEST_WORKER_HTTP_PORT).") var httpPort: Int?
     @Option(help: "Log level (INGEST_LOG_LEVEL).") var logLevel: String?
@@ -74,6 +75,16 @@ struct WorkerCommand: AsyncParsableCommand {
                 )
             } else if name == "analytics" {
                 let (handler, service) = try await makeAnalytics(
+                    environment,
+                    config: config,
+                    store: store,
+                    registry: registry,
+                    logger: logger
+                )
+                handlers.append(handler)
+                extraServices.append(service)
+            } else if name == "overflow" {
+                let (handler, service) = try makeOverflow(
                     environment,
                     config: config,
                     store: store,
@@ -159,6 +170,74 @@ struct WorkerCommand: AsyncParsableCommand {
         return (
             AnalyticsHandler(engine: engine, configuration: analytics),
             AnalyticsService(engine: engine, configuration: analytics, logger: logger)
+        )
+    }
+
+    /// The overflow handler and the controller's service; the configuration is validated (no
+    /// overflow loop, enough target capacity) before anything starts.
+    private func makeOverflow(
+        _ environment: EnvironmentReader,
+        config: WorkerConfiguration,
+        store: any IdempotencyStore,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger
+    ) throws -> (any EventHandler, any Service) {
+        let settings: OverflowSettings
+        let overflow: OverflowConfiguration
+        let clientConfig: GenesysClientConfiguration
+        let limit: Int
+        let period: Int
+        do {
+            settings = try OverflowSettings(environment: environment)
+            overflow = try settings.load { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+            (clientConfig, limit, period) = try GenesysClientConfiguration.from(
+                environment: environment,
+                purpose: "the overflow handler"
+            )
+        } catch {
+            throw ValidationError("configuration error: \(error.message)")
+        }
+        guard let documents = store as? any DocumentStore, let budgetStore = store as? any RateBudgetStore else {
+            throw ValidationError("the overflow handler needs a SQLite or PostgreSQL store (INGEST_STORE_URL)")
+        }
+        let client = GenesysClient(
+            configuration: clientConfig,
+            budget: SharedRateBudget(
+                store: budgetStore,
+                bucket: clientConfig.clientID,
+                limit: limit,
+                periodSeconds: Double(period)
+            ),
+            logger: logger
+        )
+        let producer = try AcknowledgedProducer(
+            configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
+            logger: logger
+        )
+        let controller = OverflowController(
+            configuration: overflow,
+            api: RoutingAPI(client: client),
+            store: documents,
+            audit: OverflowAudit(
+                producer: producer,
+                topic: settings.auditTopic,
+                webhook: settings.auditWebhookURL.flatMap(URL.init(string:)),
+                logger: logger
+            ),
+            metrics: OverflowMetrics(registry: registry, queueIDs: overflow.queues.map(\.queueId)),
+            owner: config.workerID,
+            logger: logger,
+            stepDelay: .milliseconds(settings.stepDelayMilliseconds)
+        )
+        logger.info(
+            "overflow controller configured",
+            metadata: [
+                "overflow.queues": "\(overflow.queues.map(\.label))", "overflow.dry_run": "\(overflow.dryRun)",
+            ]
+        )
+        return (
+            OverflowHandler(controller: controller, metricsTopic: settings.metricsTopic),
+            OverflowService(controller: controller, logger: logger)
         )
     }
 

@@ -13,7 +13,8 @@ struct IngestCtl: AsyncParsableCommand {
         commandName: "ingestctl",
         abstract: "Operate GenesysIngest: send signed test events, manage topics, inspect records.",
         subcommands: [
-            Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self, Simulate.self, BenchAnalytics.self,
+            Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self, Simulate.self, Overflow.self,
+            BenchAnalytics.self,
         ]
     )
 }

@@ -42,6 +42,13 @@ public struct OverflowConfiguration: Sendable, Codable, Equatable {
         public var metric: DetectMetric
         public var above: Double
         public var forSeconds: Double = 0
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            metric = try c.decode(DetectMetric.self, forKey: .metric)
+            above = try c.decode(Double.self, forKey: .above)
+            forSeconds = try c.decodeIfPresent(Double.self, forKey: .forSeconds) ?? 0
+        }
     }
 
     public struct Verify: Sendable, Codable, Equatable {
@@ -53,6 +60,13 @@ public struct OverflowConfiguration: Sendable, Codable, Equatable {
         public var metric: LiveMetric
         public var below: Double
         public var holdSeconds: Double = 300
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            metric = try c.decode(LiveMetric.self, forKey: .metric)
+            below = try c.decode(Double.self, forKey: .below)
+            holdSeconds = try c.decodeIfPresent(Double.self, forKey: .holdSeconds) ?? 300
+        }
     }
 
     public struct QueuePolicy: Sendable, Codable, Equatable {
@@ -71,6 +85,19 @@ public struct OverflowConfiguration: Sendable, Codable, Equatable {
         public var expectedOverflowPerMinute: Double = 0
 
         public var label: String { name.map { "\($0) (\(queueId))" } ?? queueId }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            queueId = try c.decode(String.self, forKey: .queueId)
+            name = try c.decodeIfPresent(String.self, forKey: .name)
+            detect = try c.decode(Detect.self, forKey: .detect)
+            verify = try c.decode(Verify.self, forKey: .verify)
+            recover = try c.decode(Recover.self, forKey: .recover)
+            addMembers = try c.decodeIfPresent([String].self, forKey: .addMembers) ?? []
+            settings = try c.decodeIfPresent([String: JSONValue].self, forKey: .settings) ?? [:]
+            overflowTo = try c.decodeIfPresent([String].self, forKey: .overflowTo) ?? []
+            expectedOverflowPerMinute = try c.decodeIfPresent(Double.self, forKey: .expectedOverflowPerMinute) ?? 0
+        }
     }
 
     public struct Target: Sendable, Codable, Equatable {
@@ -80,6 +107,14 @@ public struct OverflowConfiguration: Sendable, Codable, Equatable {
         public var averageHandleSeconds: Double
         /// The simulated p90 wait on the target must stay under this.
         public var maxWaitSeconds: Double
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            agents = try c.decode(Int.self, forKey: .agents)
+            baseLoadPerMinute = try c.decodeIfPresent(Double.self, forKey: .baseLoadPerMinute) ?? 0
+            averageHandleSeconds = try c.decode(Double.self, forKey: .averageHandleSeconds)
+            maxWaitSeconds = try c.decode(Double.self, forKey: .maxWaitSeconds)
+        }
     }
 
     public var checkIntervalSeconds: Double = 15
@@ -329,4 +364,54 @@ struct SplitMix64 {
     }
     /// Uniform in [0, 1).
     mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+/// The `overflow` handler's environment: where its configuration is and where it reports.
+public struct OverflowSettings: Sendable {
+    /// A path to the JSON configuration, or the JSON itself (starting with `{`).
+    public var configuration: String
+    /// Overrides the configuration's `dryRun` when set.
+    public var dryRun: Bool?
+    public var auditTopic = "genesys.overflow.audit"
+    public var auditWebhookURL: String?
+    public var metricsTopic = "genesys.queue.metrics"
+    /// Test hook: pause after each persisted step.
+    public var stepDelayMilliseconds = 0
+
+    public static let variableNames = [
+        "INGEST_OVERFLOW_CONFIG", "INGEST_OVERFLOW_DRY_RUN", "INGEST_OVERFLOW_AUDIT_TOPIC",
+        "INGEST_OVERFLOW_AUDIT_WEBHOOK_URL", "INGEST_OVERFLOW_METRICS_TOPIC", "INGEST_OVERFLOW_STEP_DELAY_MS",
+    ]
+
+    public init(environment env: EnvironmentReader) throws(ConfigurationError) {
+        guard let source = env.string("INGEST_OVERFLOW_CONFIG") else {
+            throw ConfigurationError("the overflow handler needs INGEST_OVERFLOW_CONFIG (a JSON file path, or JSON)")
+        }
+        configuration = source
+        if env.string("INGEST_OVERFLOW_DRY_RUN") != nil {
+            dryRun = try env.bool("INGEST_OVERFLOW_DRY_RUN", default: false)
+        }
+        auditTopic = env.string("INGEST_OVERFLOW_AUDIT_TOPIC", default: auditTopic)
+        auditWebhookURL = env.string("INGEST_OVERFLOW_AUDIT_WEBHOOK_URL")
+        if let url = auditWebhookURL, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ConfigurationError("INGEST_OVERFLOW_AUDIT_WEBHOOK_URL must be an http(s) URL")
+        }
+        metricsTopic = env.string("INGEST_OVERFLOW_METRICS_TOPIC", default: metricsTopic)
+        stepDelayMilliseconds = try env.int("INGEST_OVERFLOW_STEP_DELAY_MS", default: 0, range: 0...600_000)
+    }
+
+    /// Reads and validates the configuration (`readFile` reads a path).
+    public func load(readFile: (String) throws -> Data) throws(ConfigurationError) -> OverflowConfiguration {
+        let data: Data
+        if configuration.hasPrefix("{") {
+            data = Data(configuration.utf8)
+        } else {
+            do { data = try readFile(configuration) } catch {
+                throw ConfigurationError("cannot read INGEST_OVERFLOW_CONFIG at \(configuration): \(error)")
+            }
+        }
+        var config = try OverflowConfiguration.parse(data)
+        if let dryRun { config.dryRun = dryRun }
+        return config
+    }
 }
