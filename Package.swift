@@ -139,7 +139,8 @@ let package = Package(
             name: "IngestWorkerTests",
             dependencies: [
                 "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestTesting", "IngestAnalytics",
-                "GenesysSimulator", .product(name: "Prometheus", package: "swift-prometheus"),
+                "GenesysSimulator", "IngestOverflow", "GenesysAPI",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

@@ -11,6 +11,7 @@ import Synchronization
 /// - `POST /tsdb/write` (and `/tsdb/api/v2/write`) — InfluxDB line protocol, 204;
 /// - `GET /receiver/pagerduty` — the accepted events, oldest first;
 /// - `GET /receiver/tsdb` — the accepted lines;
+/// - `POST /webhook`, `GET /receiver/webhook` — any JSON webhook (e.g. the overflow audit);
 /// - `POST /receiver/faults?target=pagerduty|tsdb&count=N&status=429&retryAfter=1` — fail the
 ///   next N requests with that status (and `Retry-After`).
 public final class LocalReceiver: Sendable {
@@ -22,6 +23,7 @@ public final class LocalReceiver: Sendable {
 
     struct State {
         var pagerDuty: [[String: Any]] = []
+        var webhooks: [[String: Any]] = []
         var lines: [String] = []
         var faults: [String: Fault] = [:]
         var refused: [String: Int] = [:]
@@ -39,6 +41,8 @@ public final class LocalReceiver: Sendable {
     /// Accepted PagerDuty events (JSON objects), oldest first.
     public var pagerDutyEvents: [[String: Any]] { state.withLock { $0.value.pagerDuty } }
     public var tsdbLines: [String] { state.withLock { $0.value.lines } }
+    /// JSON bodies POSTed to `/webhook`, oldest first (e.g. overflow audit records).
+    public var webhookBodies: [[String: Any]] { state.withLock { $0.value.webhooks } }
 
     /// Fails the next `count` requests to `target` ("pagerduty" or "tsdb") with `status`.
     public func injectFaults(target: String, count: Int, status: Int, retryAfter: String? = nil) {
@@ -68,6 +72,14 @@ public final class LocalReceiver: Sendable {
                 if box.value.lines.count > maxLines { box.value.lines.removeFirst(box.value.lines.count - maxLines) }
             }
             return HTTPResponse(status: HTTPStatus(code: 204, reason: "No Content"), headers: [], body: [])
+        case ("POST", "/webhook"):
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+                return Self.json(400, ["message": "expected a JSON object"])
+            }
+            state.withLock { $0.value.webhooks.append(object) }
+            return Self.json(200, ["status": "ok"])
+        case ("GET", "/receiver/webhook"):
+            return Self.json(200, ["bodies": webhookBodies])
         case ("GET", "/receiver/pagerduty"):
             return Self.json(200, ["events": pagerDutyEvents])
         case ("GET", "/receiver/tsdb"):

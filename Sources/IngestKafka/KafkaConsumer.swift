@@ -11,6 +11,24 @@ public struct KafkaRecord: Sendable {
     /// Milliseconds since the epoch, or -1 when unavailable.
     public var timestamp: Int64
 
+    public init(
+        topic: String,
+        partition: Int32,
+        offset: Int64,
+        key: [UInt8]?,
+        value: [UInt8],
+        headers: [KafkaHeader] = [],
+        timestamp: Int64 = -1
+    ) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+    }
+
     /// The first header named `name`, as UTF-8 text.
     public func header(_ name: String) -> String? {
         headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }

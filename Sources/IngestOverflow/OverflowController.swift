@@ -113,6 +113,7 @@ public actor OverflowController {
                 return false
             }
             await note(record, "detected", reason)
+            if stepDelay > .zero { try? await Task.sleep(for: stepDelay) }
             return true
         } catch {
             metrics.failures.increment()

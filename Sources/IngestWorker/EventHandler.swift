@@ -11,6 +11,13 @@ public struct WorkerEvent: Sendable {
     public var conversationID: String?
 
     public var body: [UInt8] { record.value }
+
+    public init(record: KafkaRecord, dedupKey: String, topicName: String?, conversationID: String?) {
+        self.record = record
+        self.dedupKey = dedupKey
+        self.topicName = topicName
+        self.conversationID = conversationID
+    }
 }
 
 /// How a handler failed; the runtime's reaction depends on the class.

@@ -511,8 +511,8 @@ struct AnalyticsEndToEndTests {
         records += records.prefix(300)
         try await produce(broker, records)
         let env = [
-            "INGEST_WORKER_HANDLERS": "record,analytics", "INGEST_RECORD_WORK_MS": "3",
-            "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "100", "INGEST_ANALYTICS_EVALUATE_MS": "200",
+            "INGEST_WORKER_HANDLERS": "record,analytics", "INGEST_RECORD_WORK_MS": "10",
+            "INGEST_WORKER_CONCURRENCY": "2", "INGEST_WORKER_BATCH_SIZE": "100", "INGEST_ANALYTICS_EVALUATE_MS": "200",
         ]
         let first = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "analytics-kill", environment: env)
         _ = try await within(60) { try await committedWaits(db).count >= total / 5 }
@@ -521,7 +521,13 @@ struct AnalyticsEndToEndTests {
         let before = try await committedWaits(db).count
         #expect(before > 0 && before < total, "killed mid-stream (\(before) of \(total) counted)")
 
-        let second = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "analytics-kill", environment: env)
+        // Slow first worker (the kill lands mid-stream on a busy machine), fast second one.
+        let second = try WorkerProcess(
+            brokers: broker.bootstrap,
+            store: db,
+            group: "analytics-kill",
+            environment: env.merging(["INGEST_RECORD_WORK_MS": "0", "INGEST_WORKER_CONCURRENCY": "8"]) { $1 }
+        )
         func offered() -> [Double] {
             metricValues(
                 (try? second.get("/metrics").bodyText) ?? "",

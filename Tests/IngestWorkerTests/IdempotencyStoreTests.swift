@@ -3,7 +3,7 @@ import Testing
 
 @testable import IngestStore
 
-private func temporaryDatabase() -> String {
+func temporaryDatabase() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("ingest-store-\(UUID().uuidString).sqlite").path
 }
 

@@ -220,11 +220,13 @@ struct WorkerEndToEndTests {
             broker,
             (0..<total).map { i in ("c-\(i % 50)", event(conversation: "c-\(i % 50)", id: "k-\(i)")) }
         )
-        let env = ["INGEST_RECORD_WORK_MS": "6", "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "100"]
+        // The first worker is slow (so the kill lands mid-stream even on a busy machine), the
+        // second one fast.
+        let env = ["INGEST_RECORD_WORK_MS": "12", "INGEST_WORKER_CONCURRENCY": "2", "INGEST_WORKER_BATCH_SIZE": "100"]
         let first = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "kill", environment: env)
         var seen = 0
         let deadline = Date().addingTimeInterval(60)
-        while seen < total / 6 && Date() < deadline {
+        while seen < total / 8 && Date() < deadline {
             seen = try await sideEffects(db).count
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -232,7 +234,12 @@ struct WorkerEndToEndTests {
         _ = first.child.waitForExit(timeout: 5)
         let before = try await sideEffects(db).count
         #expect(before > 0 && before < total, "killed mid-stream (\(before) of \(total) done)")
-        let second = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "kill", environment: env)
+        let second = try WorkerProcess(
+            brokers: broker.bootstrap,
+            store: db,
+            group: "kill",
+            environment: env.merging(["INGEST_RECORD_WORK_MS": "0", "INGEST_WORKER_CONCURRENCY": "8"]) { $1 }
+        )
         let effects = try await waitForSideEffects(db, count: total, timeout: 90)
         #expect(effects.count == total)
         #expect(Set(effects.map(\.dedupKey)).count == total, "no side effect applied twice")
