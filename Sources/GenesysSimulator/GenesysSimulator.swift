@@ -121,7 +121,26 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         state.withLock { $0.value.observations[queueID] = (waiting, interacting, longestWaitingMilliseconds) }
     }
 
-    /// Sets the estimated wait the queue's `estimatedwaittime` endpoint reports (default 30 s).
+    /// Registers the traffic generator's queues (Sales and Support, five members each) and an
+    /// overflow queue, so the overflow controller has something to control in local runs.
+    public func addDemoQueues(agentIDs: [String]) {
+        let defaults = TrafficGenerator.Options(gatewayURL: "", secret: "")
+        let queues = [
+            (defaults.queueIDs[0], "Sales"), (defaults.queueIDs[1], "Support"),
+            ("11111111-0000-4000-8000-000000000099", "Overflow"),
+        ]
+        for (i, (id, name)) in queues.enumerated() {
+            addQueue([
+                "id": id, "name": name, "description": "\(name) (simulated)", "dateModified": Self.timestamp(),
+                "skillEvaluationMethod": "BEST", "conditionalGroupRouting": ["rules": [] as [Any]],
+                "acwSettings": ["wrapupPrompt": "OPTIONAL", "timeoutMs": 30000],
+            ])
+            setMembers(id, Set(agentIDs.dropFirst(i * 3).prefix(5)))
+        }
+    }
+
+    /// Sets the estimated wait the queue's `estimatedwaittime` endpoint reports (default: 15 s
+    /// per waiting interaction in its observations, or 30 s).
     public func setEstimatedWait(queueID: String, seconds: Double) {
         state.withLock { $0.value.estimatedWaits[queueID] = seconds }
     }
@@ -390,7 +409,12 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             }
             return HTTPResponse(status: .ok)
         case ("GET", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "estimatedwaittime":
-            let seconds = state.withLock { $0.value.estimatedWaits[p[2]] } ?? 30
+            // Set explicitly, else derived from the queue's observations (15 s per waiting
+            // interaction), else 30 s.
+            let seconds =
+                state.withLock { box in
+                    box.value.estimatedWaits[p[2]] ?? box.value.observations[p[2]].map { Double($0.waiting * 15) }
+                } ?? 30
             return Self.json(
                 .ok,
                 ["results": [["intent": "WAITING", "formula": "BEST", "estimatedWaitTimeSeconds": seconds]]]

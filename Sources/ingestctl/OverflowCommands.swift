@@ -85,7 +85,7 @@ struct Overflow: AsyncParsableCommand {
             }
             do {
                 let parsed = try OverflowConfiguration.parse(data)
-                print("\(config): valid — \(parsed.queues.count) queues")
+                print("\(config): valid — \(parsed.queues.count) queue(s)")
                 for (target, capacity) in parsed.targets.sorted(by: { $0.key < $1.key }) {
                     let inflow = parsed.queues.filter { (parsed.overflowGraph[$0.queueId] ?? []).contains(target) }
                         .reduce(0) { $0 + $1.expectedOverflowPerMinute }

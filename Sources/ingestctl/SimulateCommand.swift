@@ -50,6 +50,7 @@ struct Simulate: AsyncParsableCommand {
         let logger = Logger(label: "simulator")
         let simulator = GenesysSimulator(configuration: config, logger: logger)
         let bound = try simulator.start()
+        simulator.addDemoQueues(agentIDs: TrafficGenerator.Options(gatewayURL: "", secret: "").agentIDs)
         say("Genesys simulator on http://\(host):\(bound) (client \(clientId))")
         if preload > 0 {
             let events = TrafficGenerator.endedConversations(preload, simulator: simulator)
