@@ -197,19 +197,10 @@ struct WorkerCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("configuration error: \(error.message)")
         }
-        guard let documents = store as? any DocumentStore, let budgetStore = store as? any RateBudgetStore else {
+        guard let documents = store as? any DocumentStore else {
             throw ValidationError("the overflow handler needs a SQLite or PostgreSQL store (INGEST_STORE_URL)")
         }
-        let client = GenesysClient(
-            configuration: clientConfig,
-            budget: SharedRateBudget(
-                store: budgetStore,
-                bucket: clientConfig.clientID,
-                limit: limit,
-                periodSeconds: Double(period)
-            ),
-            logger: logger
-        )
+        let client = Self.makeGenesysClient(clientConfig, limit: limit, period: period, store: store, logger: logger)
         let producer = try AcknowledgedProducer(
             configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
             logger: logger
@@ -241,6 +232,27 @@ struct WorkerCommand: AsyncParsableCommand {
         )
     }
 
+    /// A Genesys client whose rate budget is counted in the store, shared by every instance
+    /// (and every handler) using the same OAuth client.
+    static func makeGenesysClient(
+        _ configuration: GenesysClientConfiguration,
+        limit: Int,
+        period: Int,
+        store: any IdempotencyStore,
+        logger: Logger
+    ) -> GenesysClient {
+        GenesysClient(
+            configuration: configuration,
+            budget: SharedRateBudget(
+                store: (store as? any RateBudgetStore) ?? InMemoryRateBudgetStore(),
+                bucket: configuration.clientID,
+                limit: limit,
+                periodSeconds: Double(period)
+            ),
+            logger: logger
+        )
+    }
+
     /// The enrich handler: a Genesys client whose rate budget is shared through the store.
     private func makeEnrichmentHandler(
         _ environment: EnvironmentReader,
@@ -254,17 +266,7 @@ struct WorkerCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("configuration error: \(error.message)")
         }
-        let budgetStore = (store as? any RateBudgetStore) ?? InMemoryRateBudgetStore()
-        let client = GenesysClient(
-            configuration: clientConfig,
-            budget: SharedRateBudget(
-                store: budgetStore,
-                bucket: clientConfig.clientID,
-                limit: limit,
-                periodSeconds: Double(period)
-            ),
-            logger: logger
-        )
+        let client = Self.makeGenesysClient(clientConfig, limit: limit, period: period, store: store, logger: logger)
         let output = try AcknowledgedProducer(
             configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
             logger: logger

@@ -47,8 +47,10 @@ struct Overflow: AsyncParsableCommand {
                     continue
                 }
                 let since = (now - record.stateSince) / 1000
-                let lease = document.leaseUntil > now ? "held by \(document.owner)" : "free"
-                print("\(record.queueID): \(record.state.rawValue) for \(since) s (lease \(lease))")
+                let lease =
+                    record.state == .idle
+                    ? "" : document.leaseUntil > now ? " (driven by \(document.owner))" : " (lease free)"
+                print("\(record.queueID): \(record.state.rawValue) for \(since) s\(lease)")
                 if let id = record.activationID {
                     print("  activation \(id)\(record.dryRun ? " (dry run)" : "")")
                 }

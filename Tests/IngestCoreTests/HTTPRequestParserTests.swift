@@ -63,7 +63,7 @@ struct HTTPRequestParserTests {
 
     @Test(arguments: 1...40)
     func randomSplitsGiveTheSameRequests(seed: UInt64) {
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var chunks: [[UInt8]] = []
         var i = 0
         while i < sampleStream.count {
@@ -193,18 +193,5 @@ struct HTTPRequestParserTests {
         }
         #expect(r.body == bytes("abcd"))
         #expect(!parser.hasPartialRequest)
-    }
-}
-
-/// A tiny deterministic RNG for reproducible splits.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

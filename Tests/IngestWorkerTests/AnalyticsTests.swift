@@ -192,18 +192,7 @@ struct AnalyticsUnitTests {
         let store = try kind.make().store
         var configuration = AnalyticsConfiguration()
         configuration.aggregator.windowMinutes = [5, 15]
-        func engine() -> AnalyticsEngine {
-            AnalyticsEngine(
-                configuration: configuration,
-                store: store,
-                output: nil,
-                pagerDuty: nil,
-                tsdb: nil,
-                metrics: AnalyticsMetrics(registry: PrometheusCollectorRegistry()),
-                workerID: "w",
-                logger: Logger(label: "a")
-            )
-        }
+        func engine() -> AnalyticsEngine { makeEngine(configuration, store: store, output: nil) }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let first = engine()
         var effects: [SideEffect] = []
@@ -254,18 +243,7 @@ struct AnalyticsIntervalSummaryTests {
         let output = try AcknowledgedProducer(configuration: kafka, logger: Logger(label: "out"))
         var configuration = AnalyticsConfiguration()
         configuration.publishMilliseconds = 3_600_000
-        func engine() -> AnalyticsEngine {
-            AnalyticsEngine(
-                configuration: configuration,
-                store: store,
-                output: output,
-                pagerDuty: nil,
-                tsdb: nil,
-                metrics: AnalyticsMetrics(registry: PrometheusCollectorRegistry()),
-                workerID: "w",
-                logger: Logger(label: "a")
-            )
-        }
+        func engine() -> AnalyticsEngine { makeEngine(configuration, store: store, output: output) }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let start = now - now % 1_800_000 - 3_600_000  // an interval an hour ago
         var effects: [SideEffect] = []
@@ -326,6 +304,24 @@ struct AnalyticsIntervalSummaryTests {
         #expect(abs(p90 - 36_000) <= 1_000, "p90 of 1…40 s is about 36 s: \(p90)")
         await store.close()
     }
+}
+
+/// An engine without PagerDuty or TSDB, with its own registry.
+func makeEngine(
+    _ configuration: AnalyticsConfiguration,
+    store: any IdempotencyStore,
+    output: AcknowledgedProducer?
+) -> AnalyticsEngine {
+    AnalyticsEngine(
+        configuration: configuration,
+        store: store,
+        output: output,
+        pagerDuty: nil,
+        tsdb: nil,
+        metrics: AnalyticsMetrics(registry: PrometheusCollectorRegistry()),
+        workerID: "w",
+        logger: Logger(label: "analytics")
+    )
 }
 
 extension PrometheusCollectorRegistry {

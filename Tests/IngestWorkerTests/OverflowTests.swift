@@ -203,7 +203,9 @@ struct OverflowControllerTests {
     func sigkillInEachStateResumesWithoutRepeatingActions(state: OverflowActivation.State) async throws {
         let s = try OverflowScenario()
         let initial = s.queueObject()
-        let slow = ["INGEST_OVERFLOW_STEP_DELAY_MS": "1000"]
+        // Each persisted step pauses, so the test sees the state and kills the worker in it
+        // (verifying is a single step: it pauses longer).
+        let slow = ["INGEST_OVERFLOW_STEP_DELAY_MS": state == .verifying ? "2500" : "1000"]
         let first = try s.worker(slow)
         try await s.surge()
         if state == .recovering || state == .reverting {
