@@ -529,9 +529,4 @@ public actor OverflowController {
     static func decode(_ document: VersionedDocument) throws -> OverflowActivation {
         try JSONDecoder().decode(OverflowActivation.self, from: Data(document.body.utf8))
     }
-
-    /// Every queue's state document (for status and tests).
-    public static func states(in store: any DocumentStore) async throws -> [(VersionedDocument, OverflowActivation)] {
-        try await store.documents(kind: documentKind).map { ($0, try decode($0)) }
-    }
 }

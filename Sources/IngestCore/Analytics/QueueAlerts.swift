@@ -58,8 +58,10 @@ public struct AlertRule: Sendable, Equatable {
     /// Parses rules in the text form; the error names the rule and what is wrong with it.
     public static func parseList(_ text: String, windows: [Int]) throws(ConfigurationError) -> [AlertRule] {
         var rules: [AlertRule] = []
-        for part in text.split(separator: ";") {
-            let spec = part.trimmingSpaces()
+        // Rules may be spread over lines (e.g. a folded YAML value).
+        let flat = String(text.map { $0 == "\n" || $0 == "\r" || $0 == "\t" ? " " : $0 })
+        for part in flat.split(separator: ";") {
+            let spec = part.trimmingASCIIWhitespace()
             if spec.isEmpty { continue }
             let rule = try parse(spec, windows: windows)
             if rules.contains(where: { $0.name == rule.name }) {
@@ -74,7 +76,7 @@ public struct AlertRule: Sendable, Equatable {
         guard let colon = spec.firstIndex(of: ":") else {
             throw ConfigurationError("alert rule '\(spec)' has no name: write '<name>: <metric> > <value> ...'")
         }
-        let name = String(spec[..<colon]).trimmingSpaces()
+        let name = spec[..<colon].trimmingASCIIWhitespace()
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
             throw ConfigurationError("alert rule name '\(name)' must be letters, digits, '-' or '_'")
         }
@@ -246,17 +248,4 @@ public struct AlertEvaluator: Sendable {
             return nil
         }
     }
-}
-
-extension Substring {
-    func trimmingSpaces() -> String {
-        String(
-            drop { $0 == " " || $0 == "\t" || $0 == "\n" }.reversed().drop { $0 == " " || $0 == "\t" || $0 == "\n" }
-                .reversed()
-        )
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String { self[...].trimmingSpaces() }
 }

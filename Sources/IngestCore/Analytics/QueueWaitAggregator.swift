@@ -274,11 +274,6 @@ extension WaitObservation {
 }
 
 extension QueueWaitAggregator {
-    /// The start (epoch ms) of the interval containing `t`.
-    public func intervalStart(containing t: Int64) -> Int64 {
-        Self.floor(t, Int64(configuration.intervalMinutes) * 60_000)
-    }
-
     /// Interval starts with data not yet published for `key`.
     public func openIntervals(_ key: QueueKey) -> [Int64] {
         (queues[key]?.openIntervals).map { $0.sorted() } ?? []
