@@ -40,7 +40,7 @@ let package = Package(
         .target(
             name: "IngestWorker",
             dependencies: [
-                "IngestCore", "IngestKafka", "IngestStore", "IngestHTTP",
+                "IngestCore", "IngestCrypto", "IngestKafka", "IngestStore", "IngestHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -132,7 +132,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "IngestCoreTests", dependencies: ["IngestCore"], exclude: []),
+        .testTarget(name: "IngestCoreTests", dependencies: ["IngestCore", "IngestCrypto"]),
         .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
         .testTarget(

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import IngestCore
 
 /// Errors from OpenSSL setup.
@@ -68,5 +68,32 @@ public enum SecureRandom {
         var out = [UInt8](repeating: 0, count: count)
         _ = out.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(count)) }
         return out
+    }
+}
+
+/// SHA-256 from OpenSSL (one-shot `EVP_Digest`; no state is kept between calls).
+public enum SHA256Digest {
+    public static func bytes(_ message: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let ok = message.withUnsafeBytes { m in
+            out.withUnsafeMutableBufferPointer { o in
+                EVP_Digest(m.baseAddress, m.count, o.baseAddress, &length, EVP_sha256(), nil)
+            }
+        }
+        precondition(ok == 1 && length == 32, "EVP_Digest(SHA-256) failed: OpenSSL is unusable")
+        return out
+    }
+
+    /// Lower-case hex of the digest.
+    public static func hex(_ message: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(64)
+        for b in bytes(message) {
+            text.append(digits[Int(b >> 4)])
+            text.append(digits[Int(b & 15)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }

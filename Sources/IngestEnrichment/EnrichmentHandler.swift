@@ -130,7 +130,11 @@ public final class EnrichmentHandler: EventHandler {
                 topic: configuration.outputTopic,
                 key: Array(id.utf8),
                 value: Array(body),
-                headers: [KafkaHeader(name: "content-type", string: "application/json")]
+                headers: [
+                    KafkaHeader(name: IngestHeader.contentType, string: "application/json"),
+                    // Deterministic: a re-publication after a crash is the same event downstream.
+                    KafkaHeader(name: IngestHeader.producedEventID, string: "enriched|" + event.dedupKey),
+                ]
             )
         } catch {
             throw .retryable("publishing enriched record failed: \(error.message)")

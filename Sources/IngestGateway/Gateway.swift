@@ -11,17 +11,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// Kafka header names the gateway writes on every record.
-public enum IngestHeader {
-    public static let contentType = "content-type"
-    public static let receivedAt = "ingest-received-at"
-    public static let source = "ingest-source"
-    public static let requestID = "ingest-request-id"
-    public static let keyID = "ingest-key-id"
-    public static let topicName = "genesys-topic-name"
-    public static let eventID = "genesys-event-id"
-}
-
 /// The ingest gateway: authenticates signed Genesys events, routes them to raw Kafka topics
 /// untouched, and answers 202 only once the broker acknowledged the record.
 ///

@@ -5,7 +5,7 @@ import IngestStore
 /// One consumed event as handlers see it.
 public struct WorkerEvent: Sendable {
     public var record: KafkaRecord
-    /// The idempotency key (envelope id, else the Genesys composite; see `DedupKey`).
+    /// The idempotency key, made by the handler's ``EventHandler/idempotency`` strategy.
     public var dedupKey: String
     public var topicName: String?
     public var conversationID: String?
@@ -53,6 +53,9 @@ public enum HandlerFailure: Error, Sendable, Equatable {
 /// keys and in order for one key. Each handler has its own idempotency keys.
 public protocol EventHandler: Sendable {
     var name: String { get }
+    /// How this handler's idempotency keys are made (``IdempotencyStrategy/automatic`` unless
+    /// the handler says otherwise).
+    var idempotency: IdempotencyStrategy { get }
     /// Whether this handler wants `event` (e.g. by topic family or type).
     func accepts(_ event: WorkerEvent) -> Bool
     /// Does the work. Returned side effects are recorded atomically with the completion of the
@@ -65,6 +68,7 @@ public protocol EventHandler: Sendable {
 }
 
 extension EventHandler {
+    public var idempotency: IdempotencyStrategy { .automatic }
     public func didCommit(_ effects: [SideEffect]) async {}
 }
 

@@ -1,5 +1,6 @@
 import Dispatch
 import IngestCore
+import IngestCrypto
 import IngestKafka
 import IngestStore
 import Logging
@@ -250,18 +251,32 @@ public final class WorkerRuntime: @unchecked Sendable {
         var poison: [(Int, String)] = []
         for (i, record) in records.enumerated() {
             let derived: DedupKey.Derived
-            do { derived = try DedupKey.derive(from: record.value) } catch {
+            do {
+                derived = try DedupKey.derive(
+                    from: record.value,
+                    producedEventID: record.header(IngestHeader.producedEventID),
+                    digest: SHA256Digest.hex
+                )
+            } catch {
                 poison.append((i, error.description))
                 continue
             }
-            let event = WorkerEvent(
+            let automatic = WorkerEvent(
                 record: record,
                 dedupKey: derived.key,
                 topicName: derived.topicName,
                 conversationID: derived.conversationID
             )
-            for (h, handler) in handlers.enumerated() where handler.accepts(event) {
-                items.append(WorkItem(index: i, event: event, handler: h, claimKey: "\(handler.name)|\(derived.key)"))
+            for (h, handler) in handlers.enumerated() where handler.accepts(automatic) {
+                var event = automatic
+                if handler.idempotency == .recordPosition {
+                    event.dedupKey = DedupKey.position(
+                        topic: record.topic,
+                        partition: record.partition,
+                        offset: record.offset
+                    )
+                }
+                items.append(WorkItem(index: i, event: event, handler: h, claimKey: "\(handler.name)|\(event.dedupKey)"))
             }
         }
         var finished = Array(repeating: true, count: records.count)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import IngestCrypto
 import Foundation
 import IngestCore
 import IngestKafka
@@ -56,7 +57,7 @@ struct DLQ: ParsableCommand {
             if let since, let t = Self.parseTime(since), failedAt < t { return false }
             if let until, let t = Self.parseTime(until), failedAt >= t { return false }
             if let conversation {
-                let derived = try? DedupKey.derive(from: r.value)
+                let derived = try? DedupKey.derive(from: r.value, digest: SHA256Digest.hex)
                 let key = r.key.map { String(decoding: $0, as: UTF8.self) }
                 if derived?.conversationID != conversation && key != conversation { return false }
             }

@@ -123,6 +123,39 @@ struct EnvelopeRoutingTests {
         #expect(throws: JSONScanError.tooDeep(limit: JSONScanner.maxDepth)) { try inspector.inspect(Array(deep.utf8)) }
     }
 
+    /// Regression (issue 10): `{"a":"\xff\xfe"}` was accepted although JSON must be UTF-8.
+    @Test(
+        arguments: [
+            ([0xFF, 0xFE], 5), ([0xC0, 0xAF], 5), ([0xE0, 0x80, 0xAF], 6), ([0xED, 0xA0, 0x80], 6),
+            ([0xF4, 0x90, 0x80, 0x80], 6), ([0xF8, 0x88, 0x80, 0x80, 0x80], 5), ([0x80], 5), ([0xE2, 0x82], 5),
+            ([0xC3], 5), ([0xF0, 0x9F, 0x98], 5),
+        ] as [([UInt8], Int)]
+    )
+    func invalidUTF8InAStringIsRejected(bad: [UInt8], offset: Int) {
+        let body = Array(#"{"a":""#.utf8) + bad + Array(#""}"#.utf8)
+        #expect(throws: JSONScanError.self) { try inspector.inspect(body) }
+        do {
+            _ = try inspector.inspect(body)
+        } catch {
+            guard case .invalidUTF8(let at) = error else {
+                Issue.record("expected invalidUTF8, got \(error)")
+                return
+            }
+            // The offset names the byte where the sequence broke (the closing quote for a truncated one).
+            #expect(at >= offset && at <= offset + bad.count)
+        }
+        // Outside a string too (a key).
+        let inKey = Array(#"{""#.utf8) + bad + Array(#"":1}"#.utf8)
+        #expect(throws: JSONScanError.self) { try inspector.inspect(inKey) }
+    }
+
+    @Test func validUTF8OfEveryLengthIsAccepted() throws {
+        for text in ["é", "€", "😀", "\u{10FFFF}", "\u{D7FF}", "\u{E000}", "a\u{80}b\u{7FF}c\u{800}d\u{FFFF}e\u{10000}"] {
+            let body = Array("{\"a\":\"\(text)\",\"\(text)\":1}".utf8)
+            #expect(throws: Never.self, "\(text)") { try inspector.inspect(body) }
+        }
+    }
+
     @Test func escapedStringsAreDecoded() throws {
         let body = #"{"id":"a\"b\u00e9\ud83d\ude00","detail":{"topicName":"v2.users.u\/1.presence"}}"#
         let info = try inspector.inspect(Array(body.utf8))

@@ -89,6 +89,30 @@ struct HTTPRequestParserTests {
         #expect(parseAll([bytes(fits)]).requests.count == 1)
     }
 
+    /// Regression (issue 10): a 20-hex-digit chunk size trapped on integer overflow and killed
+    /// the gateway. Any length of hex digits must give 413, never a trap.
+    @Test(arguments: [
+        "ffffffffffffffffffff", "8000000000000000", "7fffffffffffffff", "10000000000000000000000000000000",
+        String(repeating: "f", count: 4000), "80001",
+    ])
+    func hugeChunkSizeIs413NotATrap(size: String) {
+        let request = "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\nabc\r\n0\r\n\r\n"
+        #expect(parseAll([bytes(request)]).error == .payloadTooLarge(limit: 512_000))
+        #expect(parseAll(bytes(request).map { [$0] }).error == .payloadTooLarge(limit: 512_000))
+    }
+
+    @Test func leadingZerosInAChunkSizeAreStillItsValue() {
+        let request = "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + String(repeating: "0", count: 40) + "3\r\nabc\r\n0\r\n\r\n"
+        #expect(parseAll([bytes(request)]).requests.first?.body == bytes("abc"))
+    }
+
+    @Test(arguments: ["99999999999999999999", "9223372036854775808", "1000000000000000"])
+    func hugeContentLengthIs413NotATrap(length: String) {
+        let request = "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: \(length)\r\n\r\n"
+        #expect(parseAll([bytes(request)]).error == .payloadTooLarge(limit: 512_000))
+    }
+
     @Test func bodyOverLimitIs413BeforeTheBodyArrives() {
         let head = "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 512001\r\n\r\n"
         #expect(parseAll([bytes(head)]).error == .payloadTooLarge(limit: 512_000))

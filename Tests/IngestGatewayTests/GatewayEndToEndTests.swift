@@ -115,8 +115,9 @@ struct GatewayEndToEndTests {
         )
         #expect(try gateway.post(path: "/events/webhooks", body: body, headers: old).status == 401)
         // Not a JSON object: 400 even when correctly signed.
-        for text in ["[1,2]", "{\"a\":", "hello"] {
-            let b = Array(text.utf8)
+        // Not UTF-8 inside a JSON object (RFC 8259 requires UTF-8): 400 too.
+        for b in [Array("[1,2]".utf8), Array("{\"a\":".utf8), Array("hello".utf8), Array("{\"a\":\"".utf8) + [0xFF, 0xFE] + Array("\"}".utf8)] {
+            let text = String(decoding: b, as: UTF8.self)
             let h = EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: b)
             let r = try gateway.post(body: b, headers: h)
             #expect(r.status == 400, "\(text)")
@@ -154,6 +155,31 @@ struct GatewayEndToEndTests {
         #expect(metrics.contains(#"ingest_heartbeats_dropped_total 1"#))
         #expect(!metrics.contains(GatewayProcess.secrets.primary))
         #expect(!gateway.child.output.contains(GatewayProcess.secrets.primary), "secrets never logged")
+    }
+
+    /// Regression (issue 10): a chunk-size line of 20 hex digits trapped on integer overflow
+    /// and killed the gateway with every pending 202. Now: 413, and the gateway keeps serving.
+    @Test func hugeChunkSizeIsAnsweredAndTheGatewaySurvives() throws {
+        let broker = try TansuBroker()
+        let gateway = try GatewayProcess(brokers: broker.bootstrap)
+        for size in ["ffffffffffffffffffff", "fffffffffffffffff", "8000000000000000"] {
+            let client = try RawHTTPClient(port: gateway.port)
+            try client.send(
+                Array(
+                    "POST /events/genesys HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\nabc\r\n"
+                        .utf8
+                )
+            )
+            let r = try client.readResponse()
+            #expect(r.status == 413, "\(size)")
+        }
+        let huge = try RawHTTPClient(port: gateway.port)
+        try huge.send(Array("POST /events/genesys HTTP/1.1\r\nHost: gw\r\nContent-Length: 99999999999999999999\r\n\r\n".utf8))
+        #expect(try huge.readResponse().status == 413)
+        #expect(gateway.child.isRunning)
+        let body = EventFactory.conversationEvent()
+        let h = EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
+        #expect(try gateway.post(body: body, headers: h).status == 202)
     }
 
     @Test func brokerDownAnswers503ThenRecovers() async throws {

@@ -3,11 +3,14 @@ public enum JSONScanError: Error, Equatable, Sendable, CustomStringConvertible {
     case notAnObject
     case syntax(offset: Int)
     case tooDeep(limit: Int)
+    /// A string holds bytes that are not UTF-8 (RFC 8259 §8.1 requires UTF-8).
+    case invalidUTF8(offset: Int)
 
     public var description: String {
         switch self {
         case .notAnObject: "body must be a JSON object"
         case .syntax(let offset): "body is not valid JSON (error at byte \(offset))"
+        case .invalidUTF8(let offset): "body is not valid UTF-8 (error at byte \(offset)); JSON must be UTF-8"
         case .tooDeep(let limit): "body nests deeper than \(limit) levels"
         }
     }
@@ -195,9 +198,50 @@ private struct ScanState {
                 continue
             }
             if b < 0x20 { throw .syntax(offset: index) }
+            if b >= 0x80 {
+                index = try skipUTF8Sequence(at: index)
+                continue
+            }
             index += 1
         }
         throw .syntax(offset: index)
+    }
+
+    /// Checks the multi-byte UTF-8 sequence starting at `i` (RFC 3629: shortest form only, no
+    /// surrogates, at most U+10FFFF) and returns the index after it. Bytes outside strings are
+    /// all ASCII structure, so checking strings checks the whole document.
+    func skipUTF8Sequence(at i: Int) throws(JSONScanError) -> Int {
+        let lead = bytes[i]
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0:
+            length = 3
+            low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED:
+            length = 3
+            high = 0x9F
+        case 0xF0:
+            length = 4
+            low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4:
+            length = 4
+            high = 0x8F
+        default: throw .invalidUTF8(offset: i)
+        }
+        guard bytes.count - i >= length else { throw .invalidUTF8(offset: i) }
+        let second = bytes[i + 1]
+        guard second >= low, second <= high else { throw .invalidUTF8(offset: i + 1) }
+        var k = 2
+        while k < length {
+            guard bytes[i + k] & 0xC0 == 0x80 else { throw .invalidUTF8(offset: i + k) }
+            k += 1
+        }
+        return i + length
     }
 
     func keyEquals(_ range: Range<Int>, _ key: [UInt8]) -> Bool {

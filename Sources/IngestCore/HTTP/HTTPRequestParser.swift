@@ -145,6 +145,7 @@ public struct HTTPRequestParser: Sendable {
                 if size == 0 {
                     state = .trailers(bytes: 0)
                 } else {
+                    // Both terms are at most `maxBodyBytes`: the sum cannot overflow.
                     if body.count + size > limits.maxBodyBytes { throw .payloadTooLarge(limit: limits.maxBodyBytes) }
                     state = .chunkData(remaining: size)
                 }
@@ -301,10 +302,15 @@ public struct HTTPRequestParser: Sendable {
         var size = 0
         var digits = 0
         var i = range.lowerBound
+        // Every digit is checked against the body limit before the next one is read, so the
+        // value never grows past `maxBodyBytes * 16 + 15`: no arithmetic on it can overflow,
+        // however many digits (leading zeros included) the line holds.
         while i < range.upperBound, let v = Self.hexValue(buffer[i]) {
-            size = size * 16 + v
+            let (shifted, overflow) = size.multipliedReportingOverflow(by: 16)
+            if overflow || shifted > limits.maxBodyBytes { throw .payloadTooLarge(limit: limits.maxBodyBytes) }
+            size = shifted + v
+            if size > limits.maxBodyBytes { throw .payloadTooLarge(limit: limits.maxBodyBytes) }
             digits += 1
-            if digits > 15 { throw .payloadTooLarge(limit: limits.maxBodyBytes) }
             i += 1
         }
         if digits == 0 { throw .badRequest("invalid chunk size") }
@@ -407,11 +413,14 @@ public struct HTTPRequestParser: Sendable {
 
     static func parseContentLength(_ value: String) -> Int? {
         let utf8 = value.utf8
-        guard !utf8.isEmpty, utf8.count <= 15 else { return nil }
+        guard !utf8.isEmpty, utf8.allSatisfy(isDigit) else { return nil }
+        // More than 15 digits is larger than any body limit: report it as such (413), never
+        // compute it. At most 15 digits: 999,999,999,999,999 < Int.max, so no overflow below.
+        if utf8.count > 15 { return Int.max }
         var n = 0
         for b in utf8 {
             guard isDigit(b) else { return nil }
-            n = n * 10 + Int(b - 48)
+            n = n &* 10 &+ Int(b - 48)
         }
         return n
     }
