@@ -35,20 +35,30 @@ public struct RoutingAPI: Sendable {
         return (try? JSONValue.parse(response.body).objectValue) ?? [:]
     }
 
-    /// Every member's user id (pages of 100).
+    /// Every member's user id. Pages as the SDK documents `QueueMemberEntityListing`
+    /// (`pageSize`, `pageNumber`, `pageCount`, `nextUri`; it has no `total`): the last page is
+    /// the one at `pageCount`, or without `nextUri`, or shorter than the page size.
     public func members(_ id: String) async throws -> Set<String> {
+        let pageSize = 100
         var out = Set<String>()
         var page = 1
         while true {
             let response = try await client.request(
                 "GET",
-                "/api/v2/routing/queues/\(Self.escape(id))/members?pageSize=100&pageNumber=\(page)"
+                "/api/v2/routing/queues/\(Self.escape(id))/members?pageSize=\(pageSize)&pageNumber=\(page)"
             )
             let body = try? JSONValue.parse(response.body)
             let entities = body?["entities"]?.arrayValue ?? []
             for e in entities { if let uid = e["id"]?.stringValue { out.insert(uid) } }
-            let total = body?["total"]?.numberValue.map(Int.init) ?? out.count
-            if entities.isEmpty || out.count >= total || page >= 1000 { return out }
+            if entities.count < pageSize { return out }
+            if let pageCount = body?["pageCount"]?.numberValue, pageCount.isFinite, Double(page) >= pageCount {
+                return out
+            }
+            if body?["pageCount"] == nil, body?["nextUri"]?.stringValue == nil, body?["nextUri"] != nil {
+                return out  // an explicit null nextUri: no further page
+            }
+            // 1,000 pages of 100 is far beyond any queue Genesys allows; stop rather than loop.
+            if page >= 1000 { return out }
             page += 1
         }
     }

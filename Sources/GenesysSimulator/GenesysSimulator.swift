@@ -61,6 +61,10 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         var rateLimited = 0
         var tokensIssued = 0
         var maxRequestsInAnyMinute = 0
+        /// API paths (prefixes after `/api/v2/`) whose answers are held, and the requests
+        /// waiting for ``GenesysSimulator/release(_:)``.
+        var held: Set<String> = []
+        var waiting: [(path: String, request: HTTPRequest, responder: HTTPResponder)] = []
     }
 
     public let configuration: SimulatorConfiguration
@@ -193,9 +197,45 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         }
     }
 
+    /// Holds the answers to API requests whose path (after `/api/v2/`) starts with `prefix`
+    /// (e.g. `routing/queues/<id>/estimatedwaittime`) until ``release(_:)``: a test can see
+    /// the state a client is in while its request is outstanding, however fast the machine.
+    public func hold(_ prefix: String) {
+        state.withLock { _ = $0.value.held.insert(prefix) }
+    }
+
+    /// How many requests are held under `prefix` right now.
+    public func heldCount(_ prefix: String) -> Int {
+        state.withLock { box in box.value.waiting.filter { $0.path.hasPrefix(prefix) }.count }
+    }
+
+    /// Stops holding `prefix` and answers every request held under it.
+    public func release(_ prefix: String) {
+        let released: [(path: String, request: HTTPRequest, responder: HTTPResponder)] = state.withLock { box in
+            box.value.held.remove(prefix)
+            let out = box.value.waiting.filter { $0.path.hasPrefix(prefix) }
+            box.value.waiting.removeAll { $0.path.hasPrefix(prefix) }
+            return out
+        }
+        for item in released {
+            let request = item.request
+            let responder = item.responder
+            responder.loop.execute { responder.respond(self.route(request)) }
+        }
+    }
+
     // MARK: - HTTP
 
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        let apiPath = request.path.hasPrefix("/api/v2/") ? String(request.path.dropFirst("/api/v2/".count)) : nil
+        if let apiPath {
+            let heldNow = state.withLock { box in
+                guard box.value.held.contains(where: { apiPath.hasPrefix($0) }) else { return false }
+                box.value.waiting.append((apiPath, request, responder))
+                return true
+            }
+            if heldNow { return }
+        }
         if configuration.connectionDropRate > 0 && request.path.hasPrefix("/api/")
             && Double.random(in: 0..<1) < configuration.connectionDropRate
         {
@@ -349,10 +389,51 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             }
             return Self.json(.ok, details)
         case ("POST", ["analytics", "conversations", "details", "query"]):
-            let all: [[String: Any]] = state.withLock { box in
+            // As Genesys: `interval` is required (ISO-8601 `start/end`, at most 7 days);
+            // `paging` {pageSize ≤ 100 (default 25), pageNumber ≥ 1}; conversations that
+            // started inside the interval, oldest first.
+            guard let query = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+                return Self.json(.badRequest, ["message": "invalid body", "code": "bad.request", "status": 400])
+            }
+            guard let interval = query["interval"] as? String, let range = Self.interval(interval) else {
+                return Self.json(
+                    .badRequest,
+                    ["message": "interval is required (ISO-8601 start/end)", "code": "bad.request", "status": 400]
+                )
+            }
+            guard range.upperBound.timeIntervalSince(range.lowerBound) <= 7 * 86_400 else {
+                return Self.json(
+                    .badRequest,
+                    ["message": "interval must not exceed 7 days", "code": "bad.request", "status": 400]
+                )
+            }
+            let paging = query["paging"] as? [String: Any]
+            let pageSize = (paging?["pageSize"] as? Int) ?? 25
+            let pageNumber = (paging?["pageNumber"] as? Int) ?? 1
+            guard (1...100).contains(pageSize), pageNumber >= 1, pageNumber <= 10_000 else {
+                return Self.json(
+                    .badRequest,
+                    ["message": "paging.pageSize must be 1-100, pageNumber ≥ 1", "code": "bad.request", "status": 400]
+                )
+            }
+            let iso = ISO8601DateFormatter()
+            iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let plain = ISO8601DateFormatter()
+            let visible: [[String: Any]] = state.withLock { box in
                 box.value.conversations.values.filter { $0.availableAt <= now }.map(\.details)
             }
-            return Self.json(.ok, ["conversations": Array(all.prefix(100)), "totalHits": all.count])
+            let all: [(Date, [String: Any])] = visible.compactMap { details in
+                guard let text = details["conversationStart"] as? String,
+                    let start = iso.date(from: text) ?? plain.date(from: text), range.contains(start)
+                else { return nil }
+                return (start, details)
+            }
+            let sorted = all.sorted { $0.0 < $1.0 }.map(\.1)
+            let first = min(sorted.count, (pageNumber - 1) * pageSize)
+            let page = Array(sorted[first..<min(sorted.count, first + pageSize)])
+            var answer: [String: Any] = ["totalHits": sorted.count]
+            if !page.isEmpty { answer["conversations"] = page }
+            return Self.json(.ok, answer)
         case ("POST", ["analytics", "queues", "observations", "query"]):
             // {"filter":{"type":"or","predicates":[{"dimension":"queueId","value":"…"}]},"metrics":[…]}
             let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
@@ -382,6 +463,14 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             guard var body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any] else {
                 return Self.json(.badRequest, ["message": "invalid body", "status": 400])
             }
+            // QueueRequest requires `name` (the SDK model marks it required; Genesys answers 400).
+            guard let name = body["name"] as? String, !name.isEmpty else {
+                return Self.json(.badRequest, ["message": "name is required", "code": "bad.request", "status": 400])
+            }
+            _ = name
+            guard state.withLock({ $0.value.queues[p[2]] != nil }) else {
+                return Self.json(.notFound, ["message": "Queue not found", "status": 404])
+            }
             body["id"] = p[2]
             body["dateModified"] = Self.timestamp()
             state.withLock {
@@ -390,11 +479,29 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             }
             return Self.json(.ok, body)
         case ("GET", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "members":
+            // QueueMemberEntityListing as the current SDK schema has it: entities, pageSize,
+            // pageNumber, pageCount and page URIs; no `total`. pageSize ≤ 100 (default 25).
+            let q = Self.query(request.target)
+            let pageSize = q["pageSize"].map { Int($0) ?? -1 } ?? 25
+            let pageNumber = q["pageNumber"].map { Int($0) ?? -1 } ?? 1
+            guard (1...100).contains(pageSize), pageNumber >= 1 else {
+                return Self.json(
+                    .badRequest,
+                    ["message": "pageSize must be 1-100 and pageNumber ≥ 1", "code": "bad.request", "status": 400]
+                )
+            }
             let ids = state.withLock { $0.value.members[p[2]] ?? [] }.sorted()
-            return Self.json(
-                .ok,
-                ["entities": ids.map { ["id": $0] }, "pageSize": 100, "pageNumber": 1, "total": ids.count]
-            )
+            let pageCount = max(1, (ids.count + pageSize - 1) / pageSize)
+            let first = min(ids.count, (pageNumber - 1) * pageSize)
+            let entities = ids[first..<min(ids.count, first + pageSize)].map { ["id": $0, "name": "Agent \($0)"] }
+            let base = "/api/v2/routing/queues/\(p[2])/members?pageSize=\(pageSize)&pageNumber="
+            var listing: [String: Any] = [
+                "entities": entities, "pageSize": pageSize, "pageNumber": pageNumber, "pageCount": pageCount,
+                "firstUri": base + "1", "lastUri": base + String(pageCount), "selfUri": base + String(pageNumber),
+            ]
+            if pageNumber < pageCount { listing["nextUri"] = base + String(pageNumber + 1) }
+            if pageNumber > 1 { listing["previousUri"] = base + String(pageNumber - 1) }
+            return Self.json(.ok, listing)
         case ("POST", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "members":
             guard let body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [[String: Any]],
                 body.count <= 100
@@ -417,11 +524,26 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
                 } ?? 30
             return Self.json(
                 .ok,
-                ["results": [["intent": "WAITING", "formula": "BEST", "estimatedWaitTimeSeconds": seconds]]]
+                // EstimatedWaitTimePredictions: intent is one of the SDK's enum values
+                // (ALL, CALL, CALLBACK, CHAT, EMAIL, SOCIALEXPRESSION, VIDEOCOMM, MESSAGE).
+                ["results": [["intent": "ALL", "formula": "BEST", "estimatedWaitTimeSeconds": seconds]]]
             )
         default:
             return Self.json(.notFound, ["message": "no such resource in the simulator", "status": 404])
         }
+    }
+
+    /// An ISO-8601 interval `start/end` (with or without fractional seconds).
+    static func interval(_ text: String) -> Range<Date>? {
+        let parts = text.split(separator: "/").map(String.init)
+        guard parts.count == 2 else { return nil }
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let plain = ISO8601DateFormatter()
+        guard let start = iso.date(from: parts[0]) ?? plain.date(from: parts[0]),
+            let end = iso.date(from: parts[1]) ?? plain.date(from: parts[1]), start < end
+        else { return nil }
+        return start..<end
     }
 
     static func query(_ target: String) -> [String: String] {

@@ -91,8 +91,9 @@ public struct HTTPServerConfiguration: Sendable {
 /// own epoll set. Connections are accepted on loop 0 and spread round-robin over the loops;
 /// a connection stays on its loop for life.
 public final class HTTPServer: @unchecked Sendable {
-    // @unchecked: `listener` and `nextLoop` are confined to loops[0].queue; `connections`
-    // per loop are confined to that loop; the counters are atomics.
+    // @unchecked: `listener` and `nextLoop` are confined to loops[0].queue (asserted); each
+    // loop's `LoopConnections` is confined to that loop's queue (asserted); the array holding
+    // them is never written after init; the counters are atomics.
 
     public let configuration: HTTPServerConfiguration
     public let loops: [EventLoop]
@@ -102,8 +103,9 @@ public final class HTTPServer: @unchecked Sendable {
     private var listener: Listener?
     private var nextLoop = 0
     let openConnections = Atomic<Int>(0)
-    /// Per loop: its live connections (each array confined to its loop's queue).
-    var connectionsByLoop: [[ObjectIdentifier: HTTPConnection]]
+    /// Per loop: its live connections. The array is immutable; each table is confined to
+    /// its loop's queue (one reference type per loop, so loops never write shared storage).
+    let connectionsByLoop: [LoopConnections]
     private let draining = Atomic<Bool>(false)
     public private(set) var port: Int = 0
 
@@ -120,7 +122,7 @@ public final class HTTPServer: @unchecked Sendable {
         var loops: [EventLoop] = []
         for i in 0..<max(1, configuration.eventLoopCount) { loops.append(try EventLoop(index: i)) }
         self.loops = loops
-        self.connectionsByLoop = Array(repeating: [:], count: loops.count)
+        self.connectionsByLoop = loops.map { LoopConnections(loop: $0) }
     }
 
     /// Binds and starts serving. Returns the bound port (useful with port 0).
@@ -172,7 +174,7 @@ public final class HTTPServer: @unchecked Sendable {
         draining.store(true, ordering: .relaxed)
         for loop in loops {
             loop.queue.sync {
-                for connection in connectionsByLoop[loop.index].values { connection.beginDraining() }
+                for connection in connectionsByLoop[loop.index].all { connection.beginDraining() }
             }
         }
         let clock = ContinuousClock()
@@ -183,7 +185,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         for loop in loops {
             loop.queue.sync {
-                for connection in Array(connectionsByLoop[loop.index].values) { connection.close() }
+                for connection in connectionsByLoop[loop.index].all { connection.close() }
                 loop.stop()
             }
         }
@@ -194,6 +196,7 @@ public final class HTTPServer: @unchecked Sendable {
     // MARK: - Accepting (loops[0].queue)
 
     fileprivate func acceptConnections(listenFD: Int32) {
+        dispatchPrecondition(condition: .onQueue(loops[0].queue))
         while true {
             let result: IOResult<Int32>
             do { result = try Posix.accept(listenFD) } catch {
@@ -218,7 +221,7 @@ public final class HTTPServer: @unchecked Sendable {
         let connection = HTTPConnection(fd: fd, loop: loop, server: self)
         do {
             try loop.register(fd: fd, events: connection.interest, connection)
-            connectionsByLoop[loop.index][ObjectIdentifier(connection)] = connection
+            connectionsByLoop[loop.index].insert(connection)
         } catch {
             logger.warning("cannot register connection", metadata: ["error": "\(error)"])
             Glibc.close(fd)
@@ -243,14 +246,41 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Called by a connection (on its loop) once its fd is closed.
     func connectionClosed(_ connection: HTTPConnection, loop: EventLoop) {
-        if connectionsByLoop[loop.index].removeValue(forKey: ObjectIdentifier(connection)) != nil {
+        if connectionsByLoop[loop.index].remove(connection) {
             openConnections.subtract(1, ordering: .relaxed)
         }
     }
 
     private func sweep(loop: EventLoop) {
         let now = DispatchTime.now().uptimeNanoseconds
-        for connection in Array(connectionsByLoop[loop.index].values) { connection.checkTimeouts(now: now) }
+        for connection in connectionsByLoop[loop.index].all { connection.checkTimeouts(now: now) }
+    }
+}
+
+/// One event loop's live connections. Confined to that loop's queue: every access asserts it.
+final class LoopConnections {
+    private let queue: DispatchQueue
+    private var table: [ObjectIdentifier: HTTPConnection] = [:]
+
+    init(loop: EventLoop) {
+        self.queue = loop.queue
+    }
+
+    func insert(_ connection: HTTPConnection) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        table[ObjectIdentifier(connection)] = connection
+    }
+
+    /// Removes `connection`; false when it was not (or no longer) registered.
+    func remove(_ connection: HTTPConnection) -> Bool {
+        dispatchPrecondition(condition: .onQueue(queue))
+        return table.removeValue(forKey: ObjectIdentifier(connection)) != nil
+    }
+
+    /// A snapshot (connections may close while the caller iterates).
+    var all: [HTTPConnection] {
+        dispatchPrecondition(condition: .onQueue(queue))
+        return Array(table.values)
     }
 }
 

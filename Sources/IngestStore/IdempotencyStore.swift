@@ -25,10 +25,17 @@ public struct SideEffect: Sendable, Equatable {
 /// A store failure; the message names the store and the operation.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var description: String
+    /// The SQLSTATE of a PostgreSQL error (e.g. `40P01` for a detected deadlock), if any.
+    public var sqlState: String?
 
-    public init(_ description: String) {
+    public init(_ description: String, sqlState: String? = nil) {
         self.description = description
+        self.sqlState = sqlState
     }
+
+    /// A transaction the database aborted to resolve a conflict (deadlock or serialization
+    /// failure): running the same statement again is correct and will succeed.
+    public var isTransientConflict: Bool { sqlState == "40P01" || sqlState == "40001" }
 }
 
 /// Claim-then-complete idempotency keys, shared by every worker that uses the same store.

@@ -122,12 +122,15 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
     )
         async throws -> [String: ClaimOutcome]
     {
+        // Row locks are taken in one global order (sorted keys): two workers claiming
+        // overlapping keys (every rebalance does that) wait for each other instead of
+        // deadlocking. A deadlock PostgreSQL still detects is retried by `query`.
         let rows = try await query(
             """
             WITH input AS (SELECT DISTINCT unnest($1::text[]) AS k),
             claimed AS (
                 INSERT INTO ingest_dedup AS d (dedup_key, state, owner, lease_until, expires_at)
-                SELECT k, 'claimed', $2, $3, $3 FROM input
+                SELECT k, 'claimed', $2, $3, $3 FROM input ORDER BY k COLLATE "C"
                 ON CONFLICT (dedup_key) DO UPDATE
                     SET state = 'claimed', owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
                         expires_at = EXCLUDED.expires_at, completed_at = NULL
@@ -138,7 +141,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
             SELECT i.k, (c.dedup_key IS NOT NULL), d.state, d.lease_until
             FROM input i LEFT JOIN claimed c ON c.dedup_key = i.k LEFT JOIN ingest_dedup d ON d.dedup_key = i.k
             """,
-            [Self.arrayLiteral(keys), owner, String(now + lease), String(now)]
+            [Self.arrayLiteral(Array(Set(keys)).sorted()), owner, String(now + lease), String(now)]
         )
         var out: [String: ClaimOutcome] = [:]
         for row in rows {
@@ -236,8 +239,8 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
     ) async throws -> Bool {
         let sql =
             expectedVersion == 0
-            ? "INSERT INTO ingest_documents (kind, key, version, owner, lease_until, body) VALUES ($1, $2, 1, $4, $5, $6) "
-                + "ON CONFLICT (kind, key) DO NOTHING RETURNING 1"
+            ? "INSERT INTO ingest_documents (kind, key, version, owner, lease_until, body) "
+                + "VALUES ($1, $2, $3::bigint + 1, $4, $5, $6) ON CONFLICT (kind, key) DO NOTHING RETURNING 1"
             : "UPDATE ingest_documents SET version = version + 1, owner = $4, lease_until = $5, body = $6 "
                 + "WHERE kind = $1 AND key = $2 AND version = $3 RETURNING 1"
         let rows = try await query(sql, [kind, key, String(expectedVersion), owner, String(leaseUntil), body])
@@ -282,18 +285,31 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
 
     // MARK: - libpq (on `queue`)
 
+    /// How often a statement aborted by a deadlock or serialization failure is run again.
+    static let maxConflictRetries = 5
+
     func query(_ sql: String, _ parameters: [String]) async throws(StoreError) -> [[String?]] {
         let result: Result<[[String?]], StoreError> = await withCheckedContinuation { continuation in
             queue.async {
                 continuation.resume(
                     returning: Result { () throws(StoreError) -> [[String?]] in
-                        do throws(StoreError) {
-                            return try self.run(sql, parameters)
-                        } catch {
-                            // One reconnect for a dropped connection, then report.
-                            guard self.connection.map({ PQstatus($0) != CONNECTION_OK }) ?? true else { throw error }
-                            try self.connect()
-                            return try self.run(sql, parameters)
+                        var conflicts = 0
+                        while true {
+                            do throws(StoreError) {
+                                return try self.run(sql, parameters)
+                            } catch where error.isTransientConflict && conflicts < Self.maxConflictRetries {
+                                // Deadlock or serialization failure: the statement was rolled
+                                // back whole; run it again after a short jittered pause.
+                                conflicts += 1
+                                usleep(UInt32.random(in: 1_000...(10_000 * UInt32(conflicts))))
+                            } catch {
+                                // One reconnect for a dropped connection, then report.
+                                guard self.connection.map({ PQstatus($0) != CONNECTION_OK }) ?? true else {
+                                    throw error
+                                }
+                                try self.connect()
+                                return try self.run(sql, parameters)
+                            }
                         }
                     }
                 )
@@ -315,8 +331,11 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
         defer { PQclear(result) }
         let status = PQresultStatus(result)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
+            // PG_DIAG_SQLSTATE is the field code 'C'; the string belongs to `result`.
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             throw StoreError(
-                "PostgreSQL store \(redactedURL): \(String(cString: PQresultErrorMessage(result)).trimmingTrailingNewline)"
+                "PostgreSQL store \(redactedURL): \(String(cString: PQresultErrorMessage(result)).trimmingTrailingNewline)",
+                sqlState: state
             )
         }
         var rows: [[String?]] = []

@@ -103,10 +103,13 @@ struct WorkerCommand: AsyncParsableCommand {
             metrics: WorkerMetrics(handlers: handlers.map(\.name), registry: registry)
         )
         let service = WorkerService(runtime: runtime, configuration: config, logger: logger)
-        // Shutdown runs in reverse: handler services (analytics) stop before the consumer.
+        // Start order: the handlers' services (analytics, overflow), then the consumer that
+        // feeds them. ServiceGroup shuts down in reverse start order, so on SIGTERM the
+        // consumer stops (finishing and committing its batch) before analytics evaluates,
+        // flushes and publishes for the last time, and before overflow stops driving.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: service)] + extraServices.map { .init(service: $0) },
+                services: extraServices.map { .init(service: $0) } + [.init(service: service)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

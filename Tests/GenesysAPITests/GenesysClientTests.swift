@@ -274,4 +274,80 @@ struct SimulatorRoutingTests {
         #expect((ewt["results"] as? [[String: Any]])?.isEmpty == false)
         await sim.stop()
     }
+
+    /// Regression (issue 10): members were cut at the first page because the client stopped on
+    /// a `total` field the current SDK schema no longer has.
+    @Test func membersOfALargeQueueArePagedWithoutTotal() async throws {
+        let sim = try simulator()
+        sim.addQueue(["id": "q-big", "name": "Big"])
+        let ids = Set((0..<250).map { "user-\($0)" })
+        sim.setMembers("q-big", ids)
+        let api = client(sim)
+        let page = try JSONSerialization.jsonObject(
+            with: try await api.request("GET", "/api/v2/routing/queues/q-big/members?pageSize=100&pageNumber=3").body
+        ) as? [String: Any]
+        #expect(page?["total"] == nil, "the listing has no total, as in the SDK schema")
+        #expect(page?["pageCount"] as? Int == 3)
+        #expect((page?["entities"] as? [Any])?.count == 50)
+        #expect(page?["nextUri"] == nil)
+        #expect(try await RoutingAPI(client: api).members("q-big") == ids)
+        // Exactly 200: two full pages, then pageCount says stop (no empty third request).
+        sim.setMembers("q-big", Set(ids.sorted().prefix(200)))
+        #expect(try await RoutingAPI(client: api).members("q-big").count == 200)
+        await sim.stop()
+    }
+
+    /// The simulator answers like Genesys, so a client mistake fails in our tests.
+    @Test func simulatorIsAsStrictAsGenesys() async throws {
+        let sim = try simulator()
+        sim.addQueue(["id": "q-1", "name": "Support"])
+        let api = client(sim)
+        func status(_ method: String, _ path: String, _ body: Any?) async -> Int {
+            do {
+                let data = try body.map { try JSONSerialization.data(withJSONObject: $0) }
+                return try await api.request(method, path, body: data).status
+            } catch let error as GenesysAPIError {
+                if case .client(let status, _, _) = error { return status }
+                return -1
+            } catch {
+                return -2
+            }
+        }
+        // A queue PUT without `name` is refused.
+        #expect(await status("PUT", "/api/v2/routing/queues/q-1", ["description": "no name"]) == 400)
+        // The details query needs an interval of at most 7 days and honours paging.
+        #expect(await status("POST", "/api/v2/analytics/conversations/details/query", [:] as [String: Any]) == 400)
+        let old = ["interval": "2001-01-01T00:00:00Z/2001-02-01T00:00:00Z"]
+        #expect(await status("POST", "/api/v2/analytics/conversations/details/query", old) == 400)
+        let start = Date().addingTimeInterval(-3600)
+        for i in 0..<12 {
+            sim.addConversation(
+                ConversationDetailsFactory.details(
+                    conversationID: "page-\(i)", queueID: "q-1", agentID: "a-1",
+                    start: start.addingTimeInterval(Double(i)), waitMilliseconds: 1000, talkMilliseconds: 1000,
+                    abandoned: false
+                )
+            )
+        }
+        let f = ISO8601DateFormatter()
+        let interval = f.string(from: start.addingTimeInterval(-1)) + "/" + f.string(from: start.addingTimeInterval(60))
+        let query: [String: Any] = ["interval": interval, "paging": ["pageSize": 5, "pageNumber": 3]]
+        let answer = try JSONSerialization.jsonObject(
+            with: try await api.request(
+                "POST", "/api/v2/analytics/conversations/details/query",
+                body: try JSONSerialization.data(withJSONObject: query)
+            ).body
+        ) as? [String: Any]
+        #expect(answer?["totalHits"] as? Int == 12, "only the conversations inside the interval")
+        #expect((answer?["conversations"] as? [[String: Any]])?.compactMap { $0["conversationId"] as? String } == ["page-10", "page-11"])
+        // Estimated wait intents are the SDK's enum values.
+        let ewt = try JSONSerialization.jsonObject(
+            with: try await api.request("GET", "/api/v2/routing/queues/q-1/estimatedwaittime").body
+        ) as? [String: Any]
+        let intents = (ewt?["results"] as? [[String: Any]])?.compactMap { $0["intent"] as? String } ?? []
+        #expect(!intents.isEmpty)
+        let allowed: Set = ["ALL", "CALL", "CALLBACK", "CHAT", "EMAIL", "SOCIALEXPRESSION", "VIDEOCOMM", "MESSAGE"]
+        #expect(intents.allSatisfy(allowed.contains), "\(intents)")
+        await sim.stop()
+    }
 }

@@ -91,14 +91,39 @@ struct IdempotencyStoreTests {
     func racingWorkersGetExactlyOneClaimPerKey(kind: StoreKind) async throws {
         let (a, location) = try kind.make()
         let b = try kind.make(sharing: location).store
-        let keys = (0..<200).map { "key-\($0)" }
-        async let fromA = a.claim(keys, owner: "A", nowMilliseconds: 0, leaseMilliseconds: 60_000)
-        async let fromB = b.claim(keys.reversed(), owner: "B", nowMilliseconds: 0, leaseMilliseconds: 60_000)
-        let (ra, rb) = try await (fromA, fromB)
-        for key in keys {
-            let winners = [ra[key] == .claimed, rb[key] == .claimed].filter { $0 }.count
-            #expect(winners == 1, "\(key)")
+        // Several rounds of overlapping claims in opposite orders: on PostgreSQL this hit
+        // "deadlock detected" before claims took row locks in one order (issue 10).
+        for round in 0..<8 {
+            let keys = (0..<200).map { "key-\(round)-\($0)" }
+            async let fromA = a.claim(keys, owner: "A", nowMilliseconds: 0, leaseMilliseconds: 60_000)
+            async let fromB = b.claim(keys.reversed(), owner: "B", nowMilliseconds: 0, leaseMilliseconds: 60_000)
+            let (ra, rb) = try await (fromA, fromB)
+            for key in keys {
+                let winners = [ra[key] == .claimed, rb[key] == .claimed].filter { $0 }.count
+                #expect(winners == 1, "\(key)")
+            }
         }
+    }
+
+    /// Regression (issue 10): creating a document failed on PostgreSQL ("could not determine
+    /// data type of parameter $3"), so the overflow controller could not start an activation.
+    @Test(arguments: StoreKind.available)
+    func documentsAreCreatedOnceAndWrittenByCompareAndSet(kind: StoreKind) async throws {
+        let (first, location) = try kind.make()
+        let a = try #require(first as? any DocumentStore)
+        let b = try #require(try kind.make(sharing: location).store as? any DocumentStore)
+        #expect(try await a.document(kind: "overflow", key: "q1") == nil)
+        #expect(try await a.putDocument(kind: "overflow", key: "q1", expectedVersion: 0, body: "v1", owner: "A", leaseUntil: 10))
+        // A second creation loses.
+        #expect(!(try await b.putDocument(kind: "overflow", key: "q1", expectedVersion: 0, body: "x", owner: "B", leaseUntil: 10)))
+        let stored = try #require(try await b.document(kind: "overflow", key: "q1"))
+        #expect(stored == VersionedDocument(key: "q1", version: 1, owner: "A", leaseUntil: 10, body: "v1"))
+        // Compare-and-set: only the writer that read version 1 wins.
+        #expect(try await b.putDocument(kind: "overflow", key: "q1", expectedVersion: 1, body: "v2", owner: "B", leaseUntil: 20))
+        #expect(!(try await a.putDocument(kind: "overflow", key: "q1", expectedVersion: 1, body: "v2a", owner: "A", leaseUntil: 20)))
+        #expect(try await a.document(kind: "overflow", key: "q1")?.body == "v2")
+        #expect(try await a.document(kind: "overflow", key: "q1")?.version == 2)
+        #expect(try await a.documents(kind: "overflow").map(\.key) == ["q1"])
     }
 
     @Test(arguments: StoreKind.available)

@@ -24,10 +24,10 @@ struct OverflowScenario {
     /// One connection for polling the state (opening one per poll is slow on a busy machine).
     let documents: any DocumentStore
 
-    init() throws {
+    init(_ kind: StoreKind = .sqlite) throws {
         broker = try TansuBroker()
         try createTopic(broker, "genesys.raw.queue", partitions: 2)
-        store = try TestStore(.sqlite)
+        store = try TestStore(kind)
         documents = try store.kind.make(sharing: store.location).store as! any DocumentStore
         simulator = GenesysSimulator(configuration: SimulatorConfiguration(), logger: Logger(label: "sim"))
         try simulator.start()
@@ -147,8 +147,9 @@ struct OverflowScenario {
 struct OverflowControllerTests {
     /// Surge → verified → members added and routing changed → calm → reverted: the queue ends
     /// exactly as it started, each write happened once, and the audit tells the story.
-    @Test func fullLifecycleRevertsToTheInitialQueue() async throws {
-        let s = try OverflowScenario()
+    @Test(arguments: StoreKind.available)
+    func fullLifecycleRevertsToTheInitialQueue(kind: StoreKind) async throws {
+        let s = try OverflowScenario(kind)
         let initial = s.queueObject()
         let worker = try s.worker(["INGEST_OVERFLOW_AUDIT_WEBHOOK_URL": s.simulator.baseURL + "/webhook"])
         try await s.surge()
@@ -197,15 +198,22 @@ struct OverflowControllerTests {
     }
 
     /// SIGKILL in each state, restart: the activation completes and no write is repeated.
-    @Test(arguments: [
-        OverflowActivation.State.verifying, .acting, .active, .recovering, .reverting,
-    ])
-    func sigkillInEachStateResumesWithoutRepeatingActions(state: OverflowActivation.State) async throws {
-        let s = try OverflowScenario()
+    @Test(
+        arguments: [OverflowActivation.State.verifying, .acting, .active, .recovering, .reverting],
+        StoreKind.available
+    )
+    func sigkillInEachStateResumesWithoutRepeatingActions(
+        state: OverflowActivation.State,
+        kind: StoreKind
+    ) async throws {
+        let s = try OverflowScenario(kind)
         let initial = s.queueObject()
-        // Each persisted step pauses, so the test sees the state and kills the worker in it
-        // (verifying is a single step: it pauses longer).
-        let slow = ["INGEST_OVERFLOW_STEP_DELAY_MS": state == .verifying ? "2500" : "1000"]
+        // Each persisted step pauses, so the test sees the state and kills the worker in it.
+        // Verifying is one API call: the simulator holds its answer until the test has seen
+        // the state, so the kill lands in it however fast or slow the machine is.
+        let slow = ["INGEST_OVERFLOW_STEP_DELAY_MS": "1000"]
+        let verifyCalls = ["routing/queues/\(s.queue)/estimatedwaittime", "analytics/queues/observations/query"]
+        if state == .verifying { verifyCalls.forEach(s.simulator.hold) }
         let first = try s.worker(slow)
         try await s.surge()
         if state == .recovering || state == .reverting {
@@ -214,8 +222,13 @@ struct OverflowControllerTests {
         }
         let reached = try await s.waitFor { $0.state == state }
         #expect(reached != nil, "never reached \(state): \(first.child.output.suffix(2000))")
+        if state == .verifying {
+            let asked = await within(20) { verifyCalls.contains { s.simulator.heldCount($0) > 0 } }
+            #expect(asked, "the verification request never reached the simulator")
+        }
         first.child.signal(SIGKILL)
         _ = first.child.waitForExit(timeout: 5)
+        verifyCalls.forEach(s.simulator.release)
         let second = try s.worker(slow)
         if state != .recovering && state != .reverting {
             _ = try await s.waitFor { $0.state == .active }
@@ -271,8 +284,9 @@ struct OverflowControllerTests {
     /// Two controller processes in separate consumer groups share one store: both receive the
     /// surge's notification, exactly one activation happens (the other instance finds the event
     /// already handled, or the activation already under way).
-    @Test func twoInstancesActivateOnce() async throws {
-        let s = try OverflowScenario()
+    @Test(arguments: StoreKind.available)
+    func twoInstancesActivateOnce(kind: StoreKind) async throws {
+        let s = try OverflowScenario(kind)
         let a = try s.worker(group: "overflow-a", id: "controller-a")
         let b = try s.worker(group: "overflow-b", id: "controller-b")
         try await s.surge()
@@ -350,8 +364,9 @@ struct OverflowControllerTests {
 
     /// Four controllers (one store, one simulator) trigger and drive the same queue at once:
     /// one trigger wins, one lease holder acts, each write happens once.
-    @Test func concurrentControllersShareOneActivation() async throws {
-        let s = try OverflowScenario()
+    @Test(arguments: StoreKind.available)
+    func concurrentControllersShareOneActivation(kind: StoreKind) async throws {
+        let s = try OverflowScenario(kind)
         let configuration = try OverflowConfiguration.parse(Data(s.configuration.utf8))
         let controllers = (0..<4).map { makeController(s, configuration, owner: "controller-\($0)") }
         s.simulator.setEstimatedWait(queueID: s.queue, seconds: 300)
