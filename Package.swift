@@ -23,6 +23,8 @@ let package = Package(
         .target(name: "CSystemShims"),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // libcurl's variadic setopt/getinfo behind typed wrappers (a C target needs a .c file).
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
 
         // Pure core: HTTP/1.1 parsing, envelope inspection and routing, signature schemes,
         // configuration. No I/O.
@@ -34,6 +36,8 @@ let package = Package(
             name: "IngestKafka",
             dependencies: ["CRdKafka", "CSystemShims", .product(name: "Logging", package: "swift-log")]
         ),
+        // The only importer of libcurl: the one outbound HTTP client of every process.
+        .target(name: "IngestHTTPClient", dependencies: ["CCurl", "IngestCore"]),
         // The only importer of SQLite and libpq: idempotency stores.
         .target(name: "IngestStore", dependencies: ["CSQLite", "CLibPQ"]),
         // The worker runtime: consumer groups, idempotency, retries, dead letters.
@@ -50,12 +54,15 @@ let package = Package(
         // Genesys Cloud platform API client: OAuth, shared rate budget, SDK-like retries.
         .target(
             name: "GenesysAPI",
-            dependencies: ["IngestStore", "IngestCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["IngestStore", "IngestCore", "IngestHTTPClient", .product(name: "Logging", package: "swift-log")]
         ),
         // A local Genesys Cloud stand-in (token, analytics details, routing queues, rate limits).
         .target(
             name: "GenesysSimulator",
-            dependencies: ["IngestCore", "IngestCrypto", "IngestHTTP", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "IngestCore", "IngestCrypto", "IngestHTTP", "IngestHTTPClient",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The conversation-details enrichment handler.
         .target(
@@ -83,7 +90,7 @@ let package = Package(
         .target(
             name: "IngestAnalytics",
             dependencies: [
-                "IngestCore", "IngestKafka", "IngestStore", "IngestWorker",
+                "IngestCore", "IngestHTTPClient", "IngestKafka", "IngestStore", "IngestWorker",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -92,7 +99,8 @@ let package = Package(
         .target(
             name: "IngestOverflow",
             dependencies: [
-                "IngestCore", "IngestKafka", "IngestStore", "IngestWorker", "IngestAnalytics", "GenesysAPI",
+                "IngestCore", "IngestHTTPClient", "IngestKafka", "IngestStore", "IngestWorker", "IngestAnalytics",
+                "GenesysAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -115,6 +123,7 @@ let package = Package(
             name: "ingest-worker",
             dependencies: [
                 "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore", "IngestEnrichment", "GenesysAPI",
+                "IngestHTTPClient",
                 "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -153,6 +162,10 @@ let package = Package(
                 "IngestEnrichment", "GenesysSimulator", "GenesysAPI", "IngestKafka", "IngestTesting", "IngestCore",
                 "IngestStore", "IngestWorker",
             ]
+        ),
+        .testTarget(
+            name: "IngestHTTPClientTests",
+            dependencies: ["IngestHTTPClient", "IngestHTTP", "IngestCore", "IngestTesting"]
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(

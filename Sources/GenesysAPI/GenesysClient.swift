@@ -1,9 +1,7 @@
 import Foundation
+import IngestCore
+import IngestHTTPClient
 import Logging
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// How to reach and authenticate against Genesys Cloud.
 public struct GenesysClientConfiguration: Sendable {
@@ -68,15 +66,15 @@ public enum GenesysAPIError: Error, Sendable, CustomStringConvertible {
 /// refreshed before expiry (lifetimes run from 5 minutes to 48 hours: `expires_in` decides).
 actor OAuthTokenCache {
     private let configuration: GenesysClientConfiguration
-    private let session: URLSession
+    private let http: HTTPClient
     private let logger: Logger
     private var token: (value: String, expiresAt: Date)?
     private var refreshing: Task<String, Error>?
     private(set) var refreshCount = 0
 
-    init(configuration: GenesysClientConfiguration, session: URLSession, logger: Logger) {
+    init(configuration: GenesysClientConfiguration, http: HTTPClient, logger: Logger) {
         self.configuration = configuration
-        self.session = session
+        self.http = http
         self.logger = logger
     }
 
@@ -96,42 +94,40 @@ actor OAuthTokenCache {
     }
 
     private func fetch() async throws -> String {
-        guard let url = URL(string: configuration.loginBaseURL + "/oauth/token") else {
-            throw GenesysAPIError.client(status: 0, message: "invalid login URL", correlationID: nil)
-        }
-        var request = URLRequest(url: url, timeoutInterval: configuration.requestTimeoutSeconds)
-        request.httpMethod = "POST"
         let basic = Data("\(configuration.clientID):\(configuration.clientSecret)".utf8).base64EncodedString()
-        request.setValue("Basic \(basic)", forHTTPHeaderField: "Authorization")
-        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-        request.httpBody = Data("grant_type=client_credentials".utf8)
-        let (data, response): (Data, URLResponse)
+        let request = HTTPClientRequest(
+            method: "POST",
+            url: configuration.loginBaseURL + "/oauth/token",
+            headers: [("Authorization", "Basic \(basic)"), ("Content-Type", "application/x-www-form-urlencoded")],
+            body: Array("grant_type=client_credentials".utf8),
+            timeoutMilliseconds: Int(configuration.requestTimeoutSeconds * 1000)
+        )
+        let response: HTTPClientResponse
         do {
-            (data, response) = try await session.data(for: request)
-        } catch {
-            throw GenesysAPIError.unavailable(
-                message: "token request failed: \(error.localizedDescription)",
-                correlationID: nil
-            )
+            response = try await http.execute(request)
+        } catch let error as HTTPClientError {
+            throw GenesysAPIError.unavailable(message: "token request failed: \(error.message)", correlationID: nil)
         }
-        let http = response as! HTTPURLResponse
-        let correlation = http.value(forHTTPHeaderField: "ININ-Correlation-Id")
-        guard http.statusCode == 200 else {
-            if http.statusCode >= 500 {
+        let data = Data(response.body)
+        let correlation = response.header("ININ-Correlation-Id")
+        guard response.status == 200 else {
+            if response.status >= 500 {
                 throw GenesysAPIError.unavailable(
-                    message: "token endpoint answered \(http.statusCode)",
+                    message: "token endpoint answered \(response.status)",
                     correlationID: correlation
                 )
             }
             throw GenesysAPIError.authentication(
-                status: http.statusCode,
+                status: response.status,
                 message: "client credentials rejected",
                 correlationID: correlation
             )
         }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let value = object["access_token"] as? String,
-            let expiresIn = (object["expires_in"] as? NSNumber)?.doubleValue
+            let expiresIn = (object["expires_in"] as? NSNumber)?.doubleValue,
+            // From the wire: a lifetime Genesys could issue (5 min – 48 h; tests use seconds).
+            expiresIn.isFinite, expiresIn >= 1, expiresIn <= 30 * 86_400
         else {
             throw GenesysAPIError.authentication(
                 status: 200,
@@ -154,18 +150,22 @@ actor OAuthTokenCache {
 /// up past the maximum), and back-off retries of 502/503/504 and connection errors.
 public final class GenesysClient: Sendable {
     public let configuration: GenesysClientConfiguration
-    private let session: URLSession
+    private let http: HTTPClient
     private let tokens: OAuthTokenCache
     private let budget: any RateBudget
     private let logger: Logger
 
-    public init(configuration: GenesysClientConfiguration, budget: any RateBudget, logger: Logger) {
+    /// - Parameter http: the process's outbound client (``HTTPClient/shared`` unless a test
+    ///   gives its own).
+    public init(
+        configuration: GenesysClientConfiguration,
+        budget: any RateBudget,
+        logger: Logger,
+        http: HTTPClient = .shared
+    ) {
         self.configuration = configuration
-        let sessionConfiguration = URLSessionConfiguration.ephemeral
-        sessionConfiguration.timeoutIntervalForRequest = configuration.requestTimeoutSeconds
-        sessionConfiguration.httpMaximumConnectionsPerHost = 16
-        self.session = URLSession(configuration: sessionConfiguration)
-        self.tokens = OAuthTokenCache(configuration: configuration, session: session, logger: logger)
+        self.http = http
+        self.tokens = OAuthTokenCache(configuration: configuration, http: http, logger: logger)
         self.budget = budget
         self.logger = logger
     }
@@ -182,50 +182,51 @@ public final class GenesysClient: Sendable {
 
     /// `GET` (or another method) on an API path such as `/api/v2/analytics/conversations/details?id=a,b`.
     public func request(_ method: String, _ path: String, body: Data? = nil) async throws -> Response {
-        guard let url = URL(string: configuration.apiBaseURL + path) else {
-            throw GenesysAPIError.client(status: 0, message: "invalid URL for \(path)", correlationID: nil)
-        }
+        let url = configuration.apiBaseURL + path
         var serverRetries = 0
         var forcedRefresh = false
         while true {
             try await budget.acquire()
             let token = try await tokens.current()
-            var request = URLRequest(url: url, timeoutInterval: configuration.requestTimeoutSeconds)
-            request.httpMethod = method
-            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-            request.setValue("application/json", forHTTPHeaderField: "Accept")
-            if let body {
-                request.httpBody = body
-                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            }
-            let data: Data
-            let http: HTTPURLResponse
+            var headers: [(name: String, value: String)] = [
+                ("Authorization", "Bearer \(token)"), ("Accept", "application/json"),
+            ]
+            if body != nil { headers.append(("Content-Type", "application/json")) }
+            let request = HTTPClientRequest(
+                method: method,
+                url: url,
+                headers: headers,
+                body: body.map { Array($0) },
+                timeoutMilliseconds: Int(configuration.requestTimeoutSeconds * 1000)
+            )
+            let response: HTTPClientResponse
             do {
-                let (d, r) = try await session.data(for: request)
-                data = d
-                http = r as! HTTPURLResponse
-            } catch {
+                response = try await http.execute(request)
+            } catch let error as HTTPClientError {
+                if error.kind == .invalidRequest {
+                    throw GenesysAPIError.client(status: 0, message: error.message, correlationID: nil)
+                }
                 if let wait = nextBackoff(&serverRetries) {
                     logger.notice(
                         "Genesys request failed; retrying",
-                        metadata: [
-                            "genesys.path": "\(path)", "error": "\(error.localizedDescription)", "retry.in": "\(wait)",
-                        ]
+                        metadata: ["genesys.path": "\(path)", "error": "\(error.message)", "retry.in": "\(wait)"]
                     )
                     try await Task.sleep(for: .seconds(wait))
                     continue
                 }
-                throw GenesysAPIError.unavailable(message: error.localizedDescription, correlationID: nil)
+                throw GenesysAPIError.unavailable(message: error.message, correlationID: nil)
             }
+            let data = Data(response.body)
             budget.observe(
-                count: http.value(forHTTPHeaderField: "inin-ratelimit-count").flatMap { Int($0) },
-                allowed: http.value(forHTTPHeaderField: "inin-ratelimit-allowed").flatMap { Int($0) },
-                resetSeconds: http.value(forHTTPHeaderField: "inin-ratelimit-reset").flatMap { Double($0) }
+                count: ResponseHeaderNumbers.count(response.header("inin-ratelimit-count")),
+                allowed: ResponseHeaderNumbers.count(response.header("inin-ratelimit-allowed")),
+                resetSeconds: ResponseHeaderNumbers.retryAfterSeconds(response.header("inin-ratelimit-reset"))
             )
-            let correlation = http.value(forHTTPHeaderField: "ININ-Correlation-Id")
-            switch http.statusCode {
+            let correlation = response.header("ININ-Correlation-Id")
+            let status = response.status
+            switch status {
             case 200..<300:
-                return Response(status: http.statusCode, body: data, correlationID: correlation)
+                return Response(status: status, body: data, correlationID: correlation)
             case 401 where !forcedRefresh:
                 forcedRefresh = true
                 await tokens.invalidate(token)
@@ -236,13 +237,13 @@ public final class GenesysClient: Sendable {
                     metadata: ["genesys.path": "\(path)", "genesys.correlationId": "\(correlation ?? "-")"]
                 )
                 throw GenesysAPIError.authentication(
-                    status: http.statusCode,
+                    status: status,
                     message: Self.message(data),
                     correlationID: correlation
                 )
             case 429:
                 let retryAfter =
-                    http.value(forHTTPHeaderField: "Retry-After").flatMap { Double($0) }
+                    ResponseHeaderNumbers.retryAfterSeconds(response.header("Retry-After"))
                     ?? configuration.defaultRetryAfterSeconds
                 if retryAfter > configuration.maxRetryAfterSeconds {
                     throw GenesysAPIError.rateLimited(retryAfterSeconds: retryAfter, correlationID: correlation)
@@ -260,27 +261,27 @@ public final class GenesysClient: Sendable {
                     logger.notice(
                         "Genesys server error; retrying",
                         metadata: [
-                            "genesys.status": "\(http.statusCode)", "genesys.correlationId": "\(correlation ?? "-")",
+                            "genesys.status": "\(status)", "genesys.correlationId": "\(correlation ?? "-")",
                             "retry.in": "\(wait)",
                         ]
                     )
                     try await Task.sleep(for: .seconds(wait))
                     continue
                 }
-                throw GenesysAPIError.unavailable(message: "status \(http.statusCode)", correlationID: correlation)
+                throw GenesysAPIError.unavailable(message: "status \(status)", correlationID: correlation)
             default:
                 logger.warning(
                     "Genesys request rejected",
                     metadata: [
-                        "genesys.status": "\(http.statusCode)", "genesys.path": "\(path)",
+                        "genesys.status": "\(status)", "genesys.path": "\(path)",
                         "genesys.correlationId": "\(correlation ?? "-")",
                     ]
                 )
-                if http.statusCode >= 500 {
-                    throw GenesysAPIError.unavailable(message: "status \(http.statusCode)", correlationID: correlation)
+                if status >= 500 {
+                    throw GenesysAPIError.unavailable(message: "status \(status)", correlationID: correlation)
                 }
                 throw GenesysAPIError.client(
-                    status: http.statusCode,
+                    status: status,
                     message: Self.message(data),
                     correlationID: correlation
                 )

@@ -73,7 +73,9 @@ public final class SharedRateBudget: RateBudget {
     }
 
     public func pause(seconds: Double) {
-        let until = Date().addingTimeInterval(seconds)
+        // From the wire (Retry-After, inin-ratelimit-reset): never NaN, never forever.
+        guard seconds.isFinite, seconds > 0 else { return }
+        let until = Date().addingTimeInterval(min(seconds, 300))
         pausedUntil.withLock { if $0 < until { $0 = until } }
     }
 }

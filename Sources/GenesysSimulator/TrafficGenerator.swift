@@ -1,12 +1,9 @@
 import Foundation
 import IngestCore
 import IngestCrypto
+import IngestHTTPClient
 import Logging
 import Synchronization
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Simulates conversations: posts their detail events (customer.start, acd.start, acd.end,
 /// user.start, user.end, acw, customer.end) as signed EventBridge envelopes to a gateway, in
@@ -45,19 +42,17 @@ public final class TrafficGenerator: Sendable {
     let options: Options
     let simulator: GenesysSimulator?
     let logger: Logger
-    private let session: URLSession
+    private let http: HTTPClient
     private let stats = Mutex(Statistics())
     /// Ended conversation ids, in order (tests compare with what was enriched).
     private let ended = Mutex<[String]>([])
     private let injected = Mutex<[InjectedWait]>([])
 
-    public init(options: Options, simulator: GenesysSimulator?, logger: Logger) {
+    public init(options: Options, simulator: GenesysSimulator?, logger: Logger, http: HTTPClient = .shared) {
         self.options = options
         self.simulator = simulator
         self.logger = logger
-        let config = URLSessionConfiguration.ephemeral
-        config.httpMaximumConnectionsPerHost = 32
-        self.session = URLSession(configuration: config)
+        self.http = http
     }
 
     public var statistics: Statistics { stats.withLock { $0 } }
@@ -283,19 +278,18 @@ public final class TrafficGenerator: Sendable {
     }
 
     private func post(_ body: [UInt8]) async {
-        guard let url = URL(string: options.gatewayURL) else { return }
-        var request = URLRequest(url: url, timeoutInterval: 10)
-        request.httpMethod = "POST"
-        request.httpBody = Data(body)
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         let mac = OpenSSLHMACSHA256.mac(key: Array(options.secret.utf8), message: body)
-        request.setValue("sha256=" + ByteEncoding.encodeHex(mac), forHTTPHeaderField: "X-Genesys-Signature")
+        let request = HTTPClientRequest(
+            method: "POST",
+            url: options.gatewayURL,
+            headers: [("Content-Type", "application/json"), ("X-Genesys-Signature", "sha256=" + ByteEncoding.encodeHex(mac))],
+            body: body,
+            timeoutMilliseconds: 10_000
+        )
         stats.withLock { $0.events += 1 }
         // At-least-once like EventBridge: retry on 503 or connection errors.
         for attempt in 0..<5 {
-            if let (_, response) = try? await session.data(for: request),
-                let status = (response as? HTTPURLResponse)?.statusCode
-            {
+            if let status = try? await http.execute(request).status {
                 if status == 202 {
                     stats.withLock { $0.accepted += 1 }
                     return

@@ -1,10 +1,7 @@
 import Foundation
 import IngestCore
+import IngestHTTPClient
 import Logging
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// How an HTTP delivery attempt ended, and what to do next.
 enum DeliveryVerdict: Equatable {
@@ -21,8 +18,9 @@ enum DeliveryVerdict: Equatable {
         switch status {
         case 200..<300: return .delivered
         case 429:
-            let seconds = retryAfter.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } ?? backoff
-            return .retry(after: min(max(seconds, 0), 300))
+            // Checked: a NaN or infinite Retry-After must neither trap nor stall delivery.
+            let seconds = ResponseHeaderNumbers.retryAfterSeconds(retryAfter) ?? backoff
+            return .retry(after: min(seconds, 300))
         case 408, 500...599: return .retry(after: backoff)
         default:
             return .refused("HTTP \(status): \(String(decoding: body.prefix(300), as: UTF8.self))")
@@ -30,23 +28,25 @@ enum DeliveryVerdict: Equatable {
     }
 }
 
-/// One POST; `nil` status means the request did not get a response.
+/// One POST through the process's HTTP client; `nil` status means no response came back.
 func post(
-    _ session: URLSession,
+    _ http: HTTPClient,
     url: URL,
     body: Data,
     headers: [String: String]
 ) async -> (status: Int?, retryAfter: String?, body: Data, error: String?) {
-    var request = URLRequest(url: url, timeoutInterval: 10)
-    request.httpMethod = "POST"
-    request.httpBody = body
-    for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+    let request = HTTPClientRequest(
+        method: "POST",
+        url: url.absoluteString,
+        headers: headers.map { ($0.key, $0.value) },
+        body: Array(body),
+        timeoutMilliseconds: 10_000
+    )
     do {
-        let (data, response) = try await session.data(for: request)
-        guard let http = response as? HTTPURLResponse else { return (nil, nil, data, "not an HTTP response") }
-        return (http.statusCode, http.value(forHTTPHeaderField: "Retry-After"), data, nil)
+        let response = try await http.execute(request)
+        return (response.status, response.header("Retry-After"), Data(response.body), nil)
     } catch {
-        return (nil, nil, Data(), "\(error.localizedDescription)")
+        return (nil, nil, Data(), "\(error)")
     }
 }
 
@@ -68,7 +68,7 @@ public actor PagerDutyNotifier {
     let metrics: AnalyticsMetrics
     let maxAttempts: Int
     let baseBackoff: Double
-    private let session: URLSession
+    private let http: HTTPClient
     private var queue: [Event] = []
     private var sending = false
     private let capacity = 10_000
@@ -80,7 +80,8 @@ public actor PagerDutyNotifier {
         metrics: AnalyticsMetrics,
         logger: Logger,
         maxAttempts: Int = 8,
-        baseBackoffSeconds: Double = 1
+        baseBackoffSeconds: Double = 1,
+        http: HTTPClient = .shared
     ) {
         self.url = url
         self.routingKey = routingKey
@@ -89,7 +90,7 @@ public actor PagerDutyNotifier {
         self.logger = logger
         self.maxAttempts = maxAttempts
         self.baseBackoff = baseBackoffSeconds
-        self.session = URLSession(configuration: .ephemeral)
+        self.http = http
     }
 
     public func enqueue(_ event: Event) {
@@ -136,7 +137,7 @@ public actor PagerDutyNotifier {
         let data = body(event)
         var backoff = baseBackoff
         for attempt in 1...maxAttempts {
-            let r = await post(session, url: url, body: data, headers: ["Content-Type": "application/json"])
+            let r = await post(http, url: url, body: data, headers: ["Content-Type": "application/json"])
             switch DeliveryVerdict.classify(status: r.status, retryAfter: r.retryAfter, body: r.body, backoff: backoff)
             {
             case .delivered:
@@ -186,7 +187,7 @@ public actor TSDBExporter {
     let batchSize: Int
     let metrics: AnalyticsMetrics
     let logger: Logger
-    private let session: URLSession
+    private let http: HTTPClient
     private var buffer: [String] = []
     private var head = 0
     /// The absolute sequence number of `buffer[0]` (batches in flight survive compaction).
@@ -200,7 +201,8 @@ public actor TSDBExporter {
         capacity: Int,
         metrics: AnalyticsMetrics,
         logger: Logger,
-        batchSize: Int = 5000
+        batchSize: Int = 5000,
+        http: HTTPClient = .shared
     ) {
         self.url = url
         self.token = token
@@ -208,7 +210,7 @@ public actor TSDBExporter {
         self.batchSize = batchSize
         self.metrics = metrics
         self.logger = logger
-        self.session = URLSession(configuration: .ephemeral)
+        self.http = http
     }
 
     public var bufferedPoints: Int { buffer.count - head }
@@ -242,7 +244,7 @@ public actor TSDBExporter {
             let batchEnd = firstSequence + end
             var headers = ["Content-Type": "text/plain; charset=utf-8"]
             if let token { headers["Authorization"] = "Token \(token)" }
-            let r = await post(session, url: url, body: Data(batch.joined(separator: "\n").utf8), headers: headers)
+            let r = await post(http, url: url, body: Data(batch.joined(separator: "\n").utf8), headers: headers)
             switch DeliveryVerdict.classify(status: r.status, retryAfter: r.retryAfter, body: r.body, backoff: backoff)
             {
             case .delivered:

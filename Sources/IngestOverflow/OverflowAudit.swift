@@ -1,13 +1,10 @@
 import Foundation
 import IngestCore
+import IngestHTTPClient
 import IngestKafka
 import IngestWorker
 import Logging
 import Prometheus
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// One audit record: a decision, an API call and its result, or a state change.
 public struct OverflowAuditRecord: Sendable, Codable, Equatable {
@@ -32,13 +29,20 @@ public final class OverflowAudit: Sendable {
     let topic: String
     let webhook: URL?
     let logger: Logger
-    private let session = URLSession(configuration: .ephemeral)
+    private let http: HTTPClient
 
-    public init(producer: AcknowledgedProducer?, topic: String, webhook: URL?, logger: Logger) {
+    public init(
+        producer: AcknowledgedProducer?,
+        topic: String,
+        webhook: URL?,
+        logger: Logger,
+        http: HTTPClient = .shared
+    ) {
         self.producer = producer
         self.topic = topic
         self.webhook = webhook
         self.logger = logger
+        self.http = http
     }
 
     func write(_ record: OverflowAuditRecord) async {
@@ -65,18 +69,23 @@ public final class OverflowAudit: Sendable {
             }
         }
         if let webhook {
-            var request = URLRequest(url: webhook, timeoutInterval: 5)
-            request.httpMethod = "POST"
-            request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            let session = session
+            let request = HTTPClientRequest(
+                method: "POST",
+                url: webhook.absoluteString,
+                headers: [("Content-Type", "application/json")],
+                body: Array(body),
+                timeoutMilliseconds: 5000
+            )
+            let http = http
             let logger = logger
             Task {
-                do { _ = try await session.data(for: request) } catch {
-                    logger.warning(
-                        "overflow audit webhook failed",
-                        metadata: ["error": "\(error.localizedDescription)"]
-                    )
+                do {
+                    let response = try await http.execute(request)
+                    if !(200..<300).contains(response.status) {
+                        logger.warning("overflow audit webhook refused a record", metadata: ["status": "\(response.status)"])
+                    }
+                } catch {
+                    logger.warning("overflow audit webhook failed", metadata: ["error": "\(error)"])
                 }
             }
         }

@@ -55,6 +55,8 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
         }
         connection = c
         try execute("SET application_name = 'genesys-ingest-worker'")
+        // Notices ("schema … already exists, skipping") are not for operators.
+        try execute("SET client_min_messages TO warning")
         try execute("CREATE SCHEMA IF NOT EXISTS \(schema)")
         try execute("SET search_path = \(schema)")
         // Serialise concurrent migrations from several workers starting at once.

@@ -1,4 +1,6 @@
+import CSystemShims
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -6,10 +8,14 @@ import Glibc
 
 /// A child process started by a test or tool, with its output captured to a file.
 public final class ChildProcess: @unchecked Sendable {
-    // @unchecked: Foundation.Process is used from one test at a time.
-    public let process: Process
+    // @unchecked: the exit status is behind a Mutex; everything else is immutable.
+    public let pid: Int32
     public let logURL: URL
+    private let exit = Mutex<Int32?>(nil)
 
+    /// Starts `executable`. The child dies with the test process however that ends (SIGKILL
+    /// of the test run included): it is forked with `PR_SET_PDEATHSIG` (see
+    /// `csys_spawn_bound_to_parent`), so no broker, gateway or worker outlives a run.
     public init(
         executable: String,
         arguments: [String] = [],
@@ -18,40 +24,74 @@ public final class ChildProcess: @unchecked Sendable {
     )
         throws
     {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        process.environment = env
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent(
             "genesys-ingest-\(logName)-\(UUID().uuidString.prefix(8)).log"
         )
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: logURL)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        let fd = open(logURL.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw RawHTTPClientError(description: "cannot create \(logURL.path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let pid = argv.withUnsafeBufferPointer { a in
+            envp.withUnsafeBufferPointer { e in
+                csys_spawn_bound_to_parent(executable, a.baseAddress, e.baseAddress, fd)
+            }
+        }
+        guard pid > 0 else {
+            throw RawHTTPClientError(description: "cannot start \(executable): \(String(cString: strerror(errno)))")
+        }
+        self.pid = pid
     }
 
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    /// The exit status once the child ended (128 + signal for a signal), reaping it.
+    private func poll() -> Int32? {
+        exit.withLock { status in
+            if let status { return status }
+            var raw: Int32 = 0
+            let r = waitpid(pid, &raw, WNOHANG)
+            guard r == pid else { return nil }
+            // WIFEXITED / WEXITSTATUS / WTERMSIG, which Glibc's Swift module lacks.
+            let signal = raw & 0x7f
+            status = signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+            return status
+        }
+    }
 
-    public func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+    public var isRunning: Bool { poll() == nil }
+
+    public func signal(_ sig: Int32) {
+        if isRunning { kill(pid, sig) }
+    }
 
     /// Waits up to `timeout` seconds for exit; returns the exit status (nil on timeout).
     public func waitForExit(timeout: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { return nil }
-        return process.terminationStatus
+        while Date() < deadline {
+            if let status = poll() { return status }
+            usleep(20_000)
+        }
+        return poll()
     }
 
     public func killAndWait() {
-        if process.isRunning {
-            signal(SIGKILL)
-            process.waitUntilExit()
-        }
+        guard isRunning else { return }
+        kill(pid, SIGKILL)
+        _ = waitForExit(timeout: 30)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace` seconds (Tansu can take seconds to exit on SIGTERM).
+    public func stop(grace: Double = 3) {
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
+        if waitForExit(timeout: grace) == nil { killAndWait() }
     }
 
     public var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }

@@ -3,6 +3,7 @@ import Foundation
 import GenesysAPI
 import IngestAnalytics
 import IngestCore
+import IngestHTTPClient
 import IngestEnrichment
 import IngestKafka
 import IngestLogging
@@ -59,6 +60,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 environment: environment,
                 defaultWorkerID: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
             )
+            // The shared outbound client reads the same variables; report mistakes now.
+            _ = try HTTPClientConfiguration(environment: environment)
         } catch {
             throw ValidationError("configuration error: \(error.message)")
         }

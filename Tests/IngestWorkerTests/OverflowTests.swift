@@ -185,7 +185,7 @@ struct OverflowControllerTests {
         // `ingestctl overflow status` shows the queue and what the last activation did.
         let status = try ChildProcess(
             executable: BuiltProducts.path("ingestctl"),
-            arguments: ["overflow", "status", "--store", s.store.url],
+            arguments: ["overflow", "status", "--store", s.store.url, "--schema", s.store.schema],
             logName: "ingestctl"
         )
         #expect(status.waitForExit(timeout: 20) == 0)

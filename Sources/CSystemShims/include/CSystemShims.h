@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /// epoll_event is packed on x86_64; these accessors avoid Swift layout surprises.
 static inline uint32_t csys_epoll_event_events(const struct epoll_event *e) { return e->events; }
@@ -31,4 +32,10 @@ static const int CSYS_EFD_CLOEXEC = EFD_CLOEXEC;
 static const int CSYS_SOCK_NONBLOCK = SOCK_NONBLOCK;
 static const int CSYS_SOCK_CLOEXEC = SOCK_CLOEXEC;
 static const int CSYS_MSG_NOSIGNAL = MSG_NOSIGNAL;
+/// Starts `path` with `argv`/`envp` (NULL-terminated), stdout and stderr on `out_fd`, every
+/// other descriptor closed, and PR_SET_PDEATHSIG(SIGKILL): the child dies with this process,
+/// however it ends (a test run killed with SIGKILL leaves no broker or worker behind). The
+/// fork happens on one dedicated thread that lives as long as the process (the death signal
+/// follows the thread that forked). Returns the pid, or -1 with errno set.
+pid_t csys_spawn_bound_to_parent(const char *path, char *const argv[], char *const envp[], int out_fd);
 #endif

@@ -1,0 +1,90 @@
+import Foundation
+import IngestTesting
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Regression (issue 10): after a hung test run was killed, 12 brokers, gateways and workers it
+/// had started were still running and holding ports. Children now die with the test process.
+@Suite("Test child processes die with the test run")
+struct ChildProcessLifetimeTests {
+    static let helperVariable = "INGEST_TEST_CHILD_LIFETIME_HELPER"
+
+    /// Runs only inside the helper process below: starts a broker, reports it, waits.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment[helperVariable] == "1"))
+    func helperStartsABrokerAndWaits() throws {
+        let broker = try TansuBroker()
+        let pidFile = ProcessInfo.processInfo.environment[Self.helperVariable + "_FILE"] ?? "/dev/null"
+        let pid = try #require(Self.pid(listeningOn: broker.port))
+        try "\(pid) \(broker.port)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        sleep(120)
+    }
+
+    @Test func aSIGKILLedTestRunLeavesNoBrokerBehind() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("helper-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let helper = try ChildProcess(
+            executable: CommandLine.arguments[0],
+            arguments: ["--testing-library", "swift-testing", "--filter", "helperStartsABrokerAndWaits"],
+            environment: [Self.helperVariable: "1", Self.helperVariable + "_FILE": file.path],
+            logName: "lifetime-helper"
+        )
+        var fields: [Int32] = []
+        let deadline = Date().addingTimeInterval(60)
+        while fields.count < 2 && Date() < deadline && helper.isRunning {
+            fields = ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(whereSeparator: \.isWhitespace)
+                .compactMap { Int32($0) }
+            usleep(100_000)
+        }
+        try #require(fields.count == 2, "the helper did not start a broker: \(helper.output.suffix(1500))")
+        let (brokerPID, port) = (fields[0], Int(fields[1]))
+        #expect(kill(brokerPID, 0) == 0, "the broker runs while its test process lives")
+        helper.signal(SIGKILL)
+        #expect(helper.waitForExit(timeout: 10) != nil)
+        var gone = false
+        for _ in 0..<100 {
+            // Reaped by init once orphaned; a zombie counts as gone too (it holds no port).
+            if kill(brokerPID, 0) != 0 || Self.isZombie(brokerPID) {
+                gone = true
+                break
+            }
+            usleep(100_000)
+        }
+        #expect(gone, "broker \(brokerPID) outlived the killed test process")
+        #expect(!Network.waitForPort(port, timeout: 1), "port \(port) is free again")
+    }
+
+    /// The pid of the process with a listening TCP socket on `port` (from /proc).
+    static func pid(listeningOn port: Int) -> Int32? {
+        let hexPort = String(format: ":%04X", port)
+        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return nil }
+        let inodes = table.split(separator: "\n").compactMap { line -> String? in
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count > 9, f[1].hasSuffix(hexPort), f[3] == "0A" else { return nil }
+            return String(f[9])
+        }
+        guard let inode = inodes.first else { return nil }
+        let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for p in procs {
+            guard let pid = Int32(p) else { continue }
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/fd")) ?? []
+            for fd in fds {
+                if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/fd/\(fd)"),
+                    target == "socket:[\(inode)]"
+                {
+                    return pid
+                }
+            }
+        }
+        return nil
+    }
+
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+}
