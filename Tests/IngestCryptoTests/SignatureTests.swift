@@ -195,6 +195,24 @@ struct SignatureTests {
         )
     }
 
+    /// Regression (issue 10): `webhook-timestamp: -9223372036854775808` trapped on overflow in
+    /// `abs(now - timestamp)` before the signature was even checked (remote, unauthenticated).
+    @Test(arguments: ["-9223372036854775808", "9223372036854775807", "-1", "+1614265330", "1614265330.5", "", " 1", "99999999999999"])
+    func hostileWebhookTimestampsAreRefusedNotATrap(timestamp: String) {
+        let auth = RequestAuthenticator(
+            scheme: .standardWebhooks,
+            secrets: [SourceSecret(id: "primary", bytes: Array("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".utf8))]
+        ) { try! OpenSSLHMACSHA256(key: $0) }
+        let headers = HTTPHeaders([
+            ("webhook-id", "msg_1"), ("webhook-timestamp", timestamp),
+            ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        ])
+        for now in [Int64.min, -1, 0, 1_614_265_330, Int64.max] {
+            let result = auth.verify(headers: headers, body: [], nowSeconds: now)
+            #expect(result == .failure(.malformedCredentials("webhook-timestamp")) || result == .failure(.timestampOutOfTolerance), "\(timestamp) at \(now)")
+        }
+    }
+
     @Test func encodings() {
         #expect(ByteEncoding.decodeBase64("aGVsbG8=") == Array("hello".utf8))
         #expect(ByteEncoding.decodeBase64("aGVsbG8") == Array("hello".utf8))

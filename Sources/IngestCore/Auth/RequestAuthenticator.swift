@@ -150,8 +150,15 @@ public final class RequestAuthenticator {
             guard let signatures = headers["webhook-signature"] else {
                 return .failure(.missingCredentials("webhook-signature"))
             }
-            guard let timestamp = Int64(ts) else { return .failure(.malformedCredentials("webhook-timestamp")) }
-            if abs(nowSeconds - timestamp) > webhookToleranceSeconds { return .failure(.timestampOutOfTolerance) }
+            // Unix seconds: digits only, at most 12 (year 33658), so nothing below can overflow
+            // (`Int64.min` here used to trap in `abs(now - timestamp)`).
+            guard !ts.isEmpty, ts.utf8.count <= 12, ts.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                let timestamp = Int64(ts)
+            else { return .failure(.malformedCredentials("webhook-timestamp")) }
+            let (skew, overflow) = nowSeconds.subtractingReportingOverflow(timestamp)
+            if overflow || skew.magnitude > webhookToleranceSeconds.magnitude {
+                return .failure(.timestampOutOfTolerance)
+            }
             var given: [[UInt8]] = []
             for entry in signatures.split(separator: " ") {
                 let pieces = entry.split(separator: ",", maxSplits: 1)
