@@ -116,10 +116,12 @@ public actor AnalyticsEngine {
     }
 
     /// One evaluation round: gauges, alert rules, summaries, TSDB points, eviction and purge.
-    public func tick(nowMilliseconds now: Int64) async {
+    /// - Parameter final: the last tick before shutdown: points are emitted whatever the time
+    ///   since the last ones, so the database gets the figures of everything committed.
+    public func tick(nowMilliseconds now: Int64, final: Bool = false) async {
         let end = max(now, aggregator.newestEventTime)
         var points: [String] = []
-        let emitPoints = tsdb != nil && now - lastPoints >= Int64(configuration.tsdbFlushMilliseconds)
+        let emitPoints = tsdb != nil && (final || now - lastPoints >= Int64(configuration.tsdbFlushMilliseconds))
         for key in aggregator.queueKeys.sorted(by: { ($0.queueID, $0.mediaType) < ($1.queueID, $1.mediaType) }) {
             for minutes in configuration.aggregator.windowMinutes {
                 guard let stats = aggregator.window(key, minutes: minutes, endingAt: end) else { continue }

@@ -83,7 +83,8 @@ public struct AnalyticsService: Service {
                 }
             }
         }
-        await engine.tick(nowMilliseconds: Self.now())
+        // The consumer has stopped (it stops first): everything committed is in the engine.
+        await engine.tick(nowMilliseconds: Self.now(), final: true)
         await engine.tsdb?.flush()
         if let pagerDuty = engine.pagerDuty {
             let deadline = ContinuousClock.now + .seconds(5)

@@ -34,15 +34,19 @@ public enum AnalyticsInput {
     public static func acdEnd(_ body: [UInt8]) throws(ParseError) -> WaitObservation {
         let event = try eventBody(body)
         guard let queue = event["queueId"] as? String, !queue.isEmpty else { throw .missingField("queueId") }
-        guard let time = number(event["eventTime"]) else { throw .missingField("eventTime (epoch ms)") }
-        guard let wait = number(event["connectedDurationMs"]), wait >= 0 else {
-            throw .missingField("connectedDurationMs")
+        // From the wire: checked before any conversion (`Int64(1e300)` traps, and a trap
+        // here would crash the worker on every redelivery of the record).
+        guard let time = number(event["eventTime"]), let eventTime = epochMilliseconds(time) else {
+            throw .missingField("eventTime (epoch ms between 1970 and 9999)")
+        }
+        guard let wait = number(event["connectedDurationMs"]), wait >= 0, wait <= maxWaitMilliseconds else {
+            throw .missingField("connectedDurationMs (0 to 30 days)")
         }
         let outcome = ACDOutcome(rawValue: (event["acdOutcome"] as? String ?? "").uppercased()) ?? .unknown
         return WaitObservation(
             queueID: queue,
             mediaType: media(event["mediaType"]),
-            eventTimeMilliseconds: Int64(time),
+            eventTimeMilliseconds: eventTime,
             waitMilliseconds: wait,
             outcome: outcome
         )
@@ -70,7 +74,9 @@ public enum AnalyticsInput {
                 }
                 guard let queue, let end else { continue }
                 let abandoned = metrics["tAbandon"] != nil
-                guard let wait = metrics["tAcd"] ?? metrics["tAbandon"] else { continue }
+                guard let wait = metrics["tAcd"] ?? metrics["tAbandon"], wait >= 0, wait <= maxWaitMilliseconds else {
+                    continue
+                }
                 out.append(
                     WaitObservation(
                         queueID: queue,
@@ -132,6 +138,15 @@ public enum AnalyticsInput {
         throw .missingField("eventBody")
     }
 
+    /// Longer waits are not queue waits (Genesys keeps conversations for days, not months).
+    static let maxWaitMilliseconds = 30.0 * 86_400_000
+
+    /// Epoch milliseconds from 1970 to the end of year 9999, as Int64; nil outside.
+    static func epochMilliseconds(_ value: Double) -> Int64? {
+        guard value.isFinite, value >= 0, value <= 253_402_300_799_999 else { return nil }
+        return Int64(value.rounded())
+    }
+
     private static func number(_ value: Any?) -> Double? {
         guard let d = (value as? NSNumber)?.doubleValue else { return nil }
         return d.isFinite ? d : nil
@@ -146,8 +161,8 @@ public enum AnalyticsInput {
         guard !text.isEmpty else { return nil }
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: text) { return Int64((d.timeIntervalSince1970 * 1000).rounded()) }
+        if let d = f.date(from: text) { return epochMilliseconds(d.timeIntervalSince1970 * 1000) }
         f.formatOptions = [.withInternetDateTime]
-        return f.date(from: text).map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+        return f.date(from: text).flatMap { epochMilliseconds($0.timeIntervalSince1970 * 1000) }
     }
 }

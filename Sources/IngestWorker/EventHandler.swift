@@ -1,6 +1,7 @@
 import IngestCore
 import IngestKafka
 import IngestStore
+import Synchronization
 
 /// One consumed event as handlers see it.
 public struct WorkerEvent: Sendable {
@@ -80,8 +81,11 @@ public struct NoopHandler: EventHandler {
     public func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect] { [] }
 }
 
-/// Records each event it handles as a side effect (`topic/partition/offset conversation`).
-/// Bodies containing a marker fail on purpose (poison, retryable, fatal): tests and demos.
+/// Records each event it handles as a side effect
+/// (`topic/partition/offset conversation run=<start>-<end>`, where start and end are ticks
+/// of one process-wide counter taken as the handler began and finished, so a test can see
+/// the order handlers really ran in). Bodies containing a marker fail on purpose (poison,
+/// retryable, fatal): tests and demos.
 public struct RecordHandler: EventHandler {
     public let name = "record"
     let options: RecordHandlerOptions
@@ -98,8 +102,15 @@ public struct RecordHandler: EventHandler {
 
     public func accepts(_ event: WorkerEvent) -> Bool { true }
 
+    /// One tick per handler start and end, process-wide.
+    private static let clock = Atomic<Int>(0)
+
     public func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect] {
-        if options.workMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(options.workMilliseconds)) }
+        let start = Self.clock.add(1, ordering: .sequentiallyConsistent).newValue
+        if options.workMilliseconds > 0 {
+            let ms = options.randomWork ? Int.random(in: 0...options.workMilliseconds) : options.workMilliseconds
+            try? await Task.sleep(for: .milliseconds(ms))
+        }
         let body = event.body
         if body.contains(subsequence: poison) { throw .poison("event marked as poison") }
         if body.contains(subsequence: retryable) { throw .retryable("event marked to fail") }
@@ -109,7 +120,8 @@ public struct RecordHandler: EventHandler {
             SideEffect(
                 handler: name,
                 dedupKey: event.dedupKey,
-                payload: "\(r.topic)/\(r.partition)/\(r.offset) \(event.conversationID ?? "-")"
+                payload: "\(r.topic)/\(r.partition)/\(r.offset) \(event.conversationID ?? "-") "
+                    + "run=\(start)-\(Self.clock.add(1, ordering: .sequentiallyConsistent).newValue)"
             )
         ]
     }

@@ -83,6 +83,21 @@ struct AnalyticsUnitTests {
         #expect(throws: AnalyticsInput.ParseError.notJSON) { try AnalyticsInput.acdEnd(Array("{nope".utf8)) }
     }
 
+    /// Regression (issue 10): numbers from the wire are checked before conversion: an
+    /// `eventTime` of 1e300 trapped in `Int64(_:)`, crashing the worker on every redelivery.
+    @Test(arguments: ["1e300", "-1", "1e16", "-1e300"])
+    func outOfRangeNumbersArePoisonNotATrap(eventTime: String) {
+        let body = Array(
+            #"{"detail":{"topicName":"v2.detail.events.conversation.c.acd.end","eventBody":{"queueId":"q","eventTime":\#(eventTime),"connectedDurationMs":5}}}"#
+                .utf8
+        )
+        #expect(throws: AnalyticsInput.ParseError.self) { try AnalyticsInput.acdEnd(body) }
+        let longWait = Array(
+            #"{"eventBody":{"queueId":"q","eventTime":1700000000000,"connectedDurationMs":1e300}}"#.utf8
+        )
+        #expect(throws: AnalyticsInput.ParseError.self) { try AnalyticsInput.acdEnd(longWait) }
+    }
+
     @Test func readsObservationsAndEnrichedRecords() throws {
         let obs = try AnalyticsInput.observations(
             TrafficGenerator.observationEnvelope(queue: "q-9", waiting: 4, interacting: 2, longestMs: 65_000)
@@ -486,6 +501,50 @@ struct AnalyticsEndToEndTests {
 
     /// SIGKILL mid-stream, restart: every wait is counted once — none lost, none twice —
     /// including 300 redelivered duplicates.
+    /// Regression (issue 10): the worker stopped analytics (final evaluation and TSDB flush)
+    /// while the consumer was still handling and committing events, so what it committed last
+    /// was never exported. Now the consumer stops first (reverse start order): after a SIGTERM
+    /// under load, the last point pushed to the TSDB counts exactly the committed waits.
+    @Test func sigtermDuringLoadExportsExactlyWhatWasCommitted() async throws {
+        let simulator = GenesysSimulator(configuration: SimulatorConfiguration(), logger: Logger(label: "sim"))
+        try simulator.start()
+        defer { Task { await simulator.stop() } }
+        let broker = try TansuBroker()
+        try createTopic(broker)
+        let db = try TestStore(.sqlite)
+        let total = 2000
+        try await produce(
+            broker,
+            (0..<total).map { i in
+                (key: "c-\(i)", value: acdEndEvent(id: "e-\(i)", conversation: "c-\(i)", queue: "q-stop", waitMilliseconds: 1000 + i))
+            }
+        )
+        let worker = try WorkerProcess(
+            brokers: broker.bootstrap,
+            store: db,
+            group: "analytics-stop",
+            environment: [
+                "INGEST_WORKER_HANDLERS": "record,analytics", "INGEST_RECORD_WORK_MS": "5",
+                "INGEST_WORKER_CONCURRENCY": "4", "INGEST_WORKER_BATCH_SIZE": "50",
+                "INGEST_ANALYTICS_WINDOWS": "60",
+                // Only the final flush at shutdown writes (the periodic one is far away).
+                "INGEST_TSDB_URL": simulator.baseURL + "/tsdb/write", "INGEST_TSDB_FLUSH_MS": "600000",
+                "INGEST_ANALYTICS_EVALUATE_MS": "600000",
+            ]
+        )
+        _ = try await within(60) { try await committedWaits(db).count >= 300 }
+        worker.child.signal(SIGTERM)
+        #expect(worker.child.waitForExit(timeout: 30) == 0, "graceful stop: \(worker.child.output.suffix(1500))")
+        let committed = try await committedWaits(db).count
+        #expect(committed > 0 && committed < total, "stopped mid-stream (\(committed) of \(total))")
+        let points = simulator.receiver.tsdbLines.filter {
+            $0.hasPrefix("genesys_queue_wait,") && $0.contains("queue=q-stop") && $0.contains("window=60m")
+        }
+        let last = try #require(points.last, "no TSDB point at shutdown: \(simulator.receiver.tsdbLines.suffix(3))")
+        let offered = last.split(separator: " ")[1].split(separator: ",").first { $0.hasPrefix("offered=") }
+        #expect(offered == "offered=\(committed)i", "\(last) vs \(committed) committed")
+    }
+
     @Test(arguments: StoreKind.available)
     func sigkillMidStreamNeitherLosesNorDoubleCountsWaits(kind: StoreKind) async throws {
         let broker = try TansuBroker()

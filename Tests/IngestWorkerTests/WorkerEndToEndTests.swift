@@ -192,20 +192,39 @@ struct WorkerEndToEndTests {
             brokers: broker.bootstrap,
             store: db,
             group: "order",
-            environment: ["INGEST_WORKER_CONCURRENCY": "8", "INGEST_WORKER_BATCH_SIZE": "64"]
+            environment: [
+                "INGEST_WORKER_CONCURRENCY": "8", "INGEST_WORKER_BATCH_SIZE": "64", "INGEST_RECORD_WORK_MS": "4",
+                "INGEST_RECORD_WORK_RANDOM": "true",
+            ]
         )
         let effects = try await waitForSideEffects(db, count: records.count)
         #expect(effects.count == records.count)
-        // Side effects are recorded in handling order; per conversation, offsets must ascend.
-        var lastOffset: [String: Int] = [:]
+        // What the handlers really did: each effect says when its handler started and ended
+        // (ticks of one counter in the worker). Per conversation, in offset order, a handler
+        // must start only after the previous one ended; across conversations they overlap.
+        struct Run {
+            var offset: Int
+            var start: Int
+            var end: Int
+        }
+        var runs: [String: [Run]] = [:]
         for e in effects {
             let parts = e.payload.split(separator: " ")
             let offset = Int(parts[0].split(separator: "/")[2])!
-            let conversation = String(parts[1])
-            if let last = lastOffset[conversation] { #expect(offset > last, "\(conversation) out of order") }
-            lastOffset[conversation] = offset
+            let ticks = parts[2].dropFirst("run=".count).split(separator: "-").compactMap { Int($0) }
+            runs[String(parts[1]), default: []].append(Run(offset: offset, start: ticks[0], end: ticks[1]))
         }
-        #expect(lastOffset.count == 8)
+        #expect(runs.count == 8)
+        for (conversation, list) in runs {
+            let ordered = list.sorted { $0.offset < $1.offset }
+            #expect(ordered.count == 60)
+            for (a, b) in zip(ordered, ordered.dropFirst()) {
+                #expect(b.start > a.end, "\(conversation): offset \(b.offset) started before \(a.offset) finished")
+            }
+        }
+        let all = runs.values.flatMap { $0 }.sorted { $0.start < $1.start }
+        let overlapping = zip(all, all.dropFirst()).filter { $1.start < $0.end }.count
+        #expect(overlapping > 0, "different conversations were handled concurrently")
         #expect(worker.child.isRunning)
     }
 

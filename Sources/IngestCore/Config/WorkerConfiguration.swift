@@ -75,6 +75,7 @@ public struct WorkerConfiguration: Sendable {
         )
         workerID = env.string("INGEST_WORKER_ID", default: defaultWorkerID)
         recordHandler.workMilliseconds = try env.int("INGEST_RECORD_WORK_MS", default: 0, range: 0...60_000)
+        recordHandler.randomWork = try env.bool("INGEST_RECORD_WORK_RANDOM", default: false)
         // Set to an empty value to disable a failure class.
         if let v = env.values["INGEST_RECORD_POISON_MARKER"] { recordHandler.poisonMarker = v }
         if let v = env.values["INGEST_RECORD_RETRYABLE_MARKER"] { recordHandler.retryableMarker = v }
@@ -98,6 +99,8 @@ public struct RecordHandlerOptions: Sendable {
     public var fatalMarker = #""ingest-test":"fatal""#
     /// Simulated work per event.
     public var workMilliseconds = 0
+    /// Each event works a random 0…`workMilliseconds` instead (tests of ordering under load).
+    public var randomWork = false
 
     public init() {}
 }
