@@ -101,6 +101,24 @@ struct HTTPRequestParserTests {
         #expect(parseAll(bytes(request).map { [$0] }).error == .payloadTooLarge(limit: 512_000))
     }
 
+    /// Found by fuzzing (whole vs split): a trailer line near the limit was accepted whole
+    /// and refused byte by byte. The verdict must not depend on packet boundaries.
+    @Test func trailerLimitIsTheSameWholeAndSplit() {
+        let small = HTTPRequestParser.Limits(maxHeaderBytes: 256, maxBodyBytes: 300)
+        var accepted = 0
+        for length in 240...260 {
+            let trailer = "X-T: " + String(repeating: "v", count: length - 5)
+            let request = "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\(trailer)\r\n\r\n"
+            let whole = parseAll([bytes(request)], limits: small)
+            let split = parseAll(bytes(request).map { [$0] }, limits: small)
+            #expect(whole.requests.count == split.requests.count && whole.error == split.error, "trailer of \(length)")
+            // The section is the line, its CRLF and the final CRLF.
+            #expect((whole.error == nil) == (length + 4 <= 256), "trailer of \(length)")
+            if whole.error == nil { accepted += 1 }
+        }
+        #expect(accepted == 13)
+    }
+
     @Test func leadingZerosInAChunkSizeAreStillItsValue() {
         let request = "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             + String(repeating: "0", count: 40) + "3\r\nabc\r\n0\r\n\r\n"

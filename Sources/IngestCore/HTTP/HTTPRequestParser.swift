@@ -164,14 +164,20 @@ public struct HTTPRequestParser: Sendable {
                 readIndex += 2
                 state = .chunkSize
             case .trailers(let bytes):
+                // The trailer section counts every line with its CRLF, the final empty line
+                // included. A partial line is judged by the least it can still become (its
+                // bytes plus the CRLF it lacks), so the verdict never depends on how the bytes
+                // were split into packets (found by fuzzing whole vs split input).
                 guard let lineEnd = findCRLF(from: readIndex, limit: limits.maxHeaderBytes) else {
-                    if bytes + buffer.count - readIndex > limits.maxHeaderBytes { throw .headerFieldsTooLarge }
+                    let pending = buffer.count - readIndex
+                    let missing = pending > 0 && buffer[buffer.count - 1] == 13 ? 1 : 2
+                    if bytes + pending + missing > limits.maxHeaderBytes { throw .headerFieldsTooLarge }
                     return .needMoreData
                 }
                 let length = lineEnd - readIndex
+                if bytes + length + 2 > limits.maxHeaderBytes { throw .headerFieldsTooLarge }
                 readIndex = lineEnd + 2
                 if length == 0 { return .request(finishRequest()) }
-                if bytes + length > limits.maxHeaderBytes { throw .headerFieldsTooLarge }
                 // Trailer fields are read and discarded; validate their shape only.
                 try validateTrailerLine(lineEnd - length..<lineEnd)
                 state = .trailers(bytes: bytes + length + 2)
