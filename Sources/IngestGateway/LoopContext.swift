@@ -68,6 +68,7 @@ final class LoopContext: @unchecked Sendable {
 
     /// Authenticates, inspects and produces one event; the response follows the broker's ack.
     func ingest(_ request: HTTPRequest, source index: Int, responder: HTTPResponder) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         let source = gateway.sources[index]
         let name = source.name
         let bodyBytes = request.body.count
@@ -164,6 +165,7 @@ final class LoopContext: @unchecked Sendable {
 
     /// Answers the requests whose records were acknowledged (or failed).
     func complete(_ reports: [DeliveryReport]) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         let now = DispatchTime.now().uptimeNanoseconds
         for report in reports {
             guard let p = pending.removeValue(forKey: report.token) else { continue }  // already answered 503
@@ -198,6 +200,7 @@ final class LoopContext: @unchecked Sendable {
     /// Answers 503 to requests whose acknowledgement did not come within the deadline. The
     /// record may still be delivered later (at-least-once; consumers deduplicate).
     func expireDeadlines() {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         let now = DispatchTime.now().uptimeNanoseconds
         while tokenOrderHead < tokenOrder.count {
             let token = tokenOrder[tokenOrderHead]

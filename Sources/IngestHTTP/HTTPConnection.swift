@@ -77,6 +77,7 @@ final class HTTPConnection: EpollRegistrant {
     // MARK: - Events
 
     func handleEvents(_ events: UInt32) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         if isClosed { return }
         if events & CSYS_EPOLLOUT != 0 { flush() }
         if isClosed { return }
@@ -170,6 +171,7 @@ final class HTTPConnection: EpollRegistrant {
     }
 
     func respond(sequence: UInt64, _ response: HTTPResponse) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         guard !isClosed else { return }
         guard let index = slots[slotHead...].firstIndex(where: { $0.sequence == sequence }),
             slots[index].response == nil
@@ -248,6 +250,7 @@ final class HTTPConnection: EpollRegistrant {
 
     /// Server shutdown: idle connections close now; busy ones finish what they have.
     func beginDraining() {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         stopReadingRequests = true
         if outstanding > 0 { closeAfterSequence = min(closeAfterSequence, nextSequence - 1) }
         if outstanding == 0 && outputOffset == output.count {
@@ -260,6 +263,7 @@ final class HTTPConnection: EpollRegistrant {
     }
 
     func close() {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         guard !isClosed else { return }
         isClosed = true
         loop.deregister(fd: fd)
@@ -290,6 +294,7 @@ final class HTTPConnection: EpollRegistrant {
     }
 
     func checkTimeouts(now: UInt64) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
         guard !isClosed else { return }
         let config = server.configuration
         let elapsed = Duration.nanoseconds(Int64(now &- phaseStarted))
