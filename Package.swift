@@ -34,12 +34,12 @@ let package = Package(
         // The only importer of CRdKafka.
         .target(
             name: "IngestKafka",
-            dependencies: ["CRdKafka", "CSystemShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CRdKafka", "CSystemShims", "IngestCore", .product(name: "Logging", package: "swift-log")]
         ),
         // The only importer of libcurl: the one outbound HTTP client of every process.
         .target(name: "IngestHTTPClient", dependencies: ["CCurl", "IngestCore"]),
         // The only importer of SQLite and libpq: idempotency stores.
-        .target(name: "IngestStore", dependencies: ["CSQLite", "CLibPQ"]),
+        .target(name: "IngestStore", dependencies: ["CSQLite", "CLibPQ", "IngestCore"]),
         // The worker runtime: consumer groups, idempotency, retries, dead letters.
         .target(
             name: "IngestWorker",

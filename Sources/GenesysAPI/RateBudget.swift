@@ -1,3 +1,4 @@
+import IngestCore
 import Foundation
 import IngestStore
 import Synchronization
@@ -25,7 +26,7 @@ public final class SharedRateBudget: RateBudget {
     private let bucket: String
     private let sliceMilliseconds: Int64
     public let perSlice: Int
-    private let pausedUntil = Mutex<Date>(.distantPast)
+    private let pausedUntil = LockedValue<Date>(.distantPast)
 
     /// - Parameter bucket: the budget's name in the store, normally the OAuth client id.
     public init(

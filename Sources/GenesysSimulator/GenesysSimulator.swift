@@ -32,7 +32,7 @@ public struct SimulatorConfiguration: Sendable {
 /// Genesys's rate limiting (429 + `Retry-After` and its real body, `inin-ratelimit-*` headers),
 /// token expiry, latency, 5xx faults and eventual consistency.
 ///
-/// State is behind a Mutex; handlers run on the HTTP server's event loops.
+/// State is behind a lock (LockedValue); handlers run on the HTTP server's event loops.
 public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     // @unchecked: `server` is set once in start(); everything else is behind `state`.
 
@@ -68,13 +68,13 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     }
 
     public let configuration: SimulatorConfiguration
-    private let state = Mutex<StateBox>(StateBox())
+    private let state = LockedValue<StateBox>(StateBox())
     private var server: HTTPServer?
     private let logger: Logger
     /// The PagerDuty and time-series database stand-ins served next to the Genesys API.
     public let receiver = LocalReceiver()
 
-    /// Wraps the non-Sendable dictionaries (JSON objects) held in the Mutex.
+    /// Wraps the non-Sendable dictionaries (JSON objects) held in the lock.
     final class StateBox: @unchecked Sendable {
         var value = State()
     }

@@ -33,7 +33,7 @@ public final class LocalReceiver: Sendable {
         var value = State()
     }
 
-    private let state = Mutex(Box())
+    private let state = LockedValue(Box())
     private let maxLines = 1_000_000
 
     public init() {}

@@ -43,10 +43,10 @@ public final class TrafficGenerator: Sendable {
     let simulator: GenesysSimulator?
     let logger: Logger
     private let http: HTTPClient
-    private let stats = Mutex(Statistics())
+    private let stats = LockedValue(Statistics())
     /// Ended conversation ids, in order (tests compare with what was enriched).
-    private let ended = Mutex<[String]>([])
-    private let injected = Mutex<[InjectedWait]>([])
+    private let ended = LockedValue<[String]>([])
+    private let injected = LockedValue<[InjectedWait]>([])
 
     public init(options: Options, simulator: GenesysSimulator?, logger: Logger, http: HTTPClient = .shared) {
         self.options = options

@@ -14,7 +14,7 @@ import Synchronization
 ///   oLongestWaiting (seconds) from observation notifications
 public final class AnalyticsMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
-    private let gauges = Mutex<[String: Gauge]>([:])
+    private let gauges = LockedValue<[String: Gauge]>([:])
     let lateEvents: Counter
     let rejectedQueues: Counter
     let countedWaits: Counter

@@ -21,7 +21,7 @@ import Glibc
 public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked Sendable {
     // @unchecked: `server`, `contexts` and `readinessTimer` are written once in `start()`
     // before any request or report can arrive and only read afterwards; the current producer
-    // is behind a Mutex (each LoopContext keeps its own confined reference); flags and
+    // is behind a lock (LockedValue) (each LoopContext keeps its own confined reference); flags and
     // counters are atomics; stall tracking is confined to `readinessQueue`.
 
     public let configuration: GatewayConfiguration
@@ -30,7 +30,7 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     private let naming: TopicNaming
     private let sourcesByPath: [String: Int]
     private var server: HTTPServer?
-    private let producerLock = Mutex<KafkaProducer?>(nil)
+    private let producerLock = LockedValue<KafkaProducer?>(nil)
     private var kafkaClient: KafkaClientConfiguration
     private let producerHealthy = Atomic<Bool>(true)
     private let stopping = Atomic<Bool>(false)

@@ -89,11 +89,11 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible, Equatab
 ///   transfer, waits for that lock in `resume`: a deadlock seen as a hung test run.)
 ///
 /// Confinement: every libcurl handle (`multi`, each easy handle, header lists) is used only on
-/// the loop thread; other threads touch only `inbox` (a Mutex) and `curl_multi_wakeup`, which
+/// the loop thread; other threads touch only `inbox` (a LockedValue) and `curl_multi_wakeup`, which
 /// libcurl documents as callable from any thread.
 public final class HTTPClient: @unchecked Sendable {
     // @unchecked: `multi` and `transfers` are confined to the loop thread (see above); the
-    // inbox is a Mutex; the counters are atomics.
+    // inbox is a LockedValue; the counters are atomics.
 
     /// The client every owner in this process shares; configured from the environment.
     public static let shared: HTTPClient = {
@@ -122,7 +122,7 @@ public final class HTTPClient: @unchecked Sendable {
         var loopStarted = false
     }
 
-    private let inbox = Mutex(Inbox())
+    private let inbox = LockedValue(Inbox())
     private let nextID = Atomic<UInt64>(1)
     private let inFlight = Atomic<Int>(0)
     /// `CURLM *` (`typedef void CURLM`): created in init, destroyed when the loop ends.
@@ -307,7 +307,7 @@ public final class HTTPClient: @unchecked Sendable {
 
 /// One request's state. Created by `execute`, then used only on the loop thread.
 private final class Transfer: @unchecked Sendable {
-    // @unchecked: handed to the loop thread through the inbox Mutex and used only there.
+    // @unchecked: handed to the loop thread through the inbox lock and used only there.
     let id: UInt64
     let request: HTTPClientRequest
     private var continuation: CheckedContinuation<HTTPClientResponse, any Error>?

@@ -1,3 +1,4 @@
+import IngestCore
 import CRdKafka
 import CSystemShims
 import Dispatch
@@ -42,7 +43,7 @@ public struct DeliveryReport: Sendable {
 /// is thread-safe and may be called from any queue.
 public final class KafkaProducer: @unchecked Sendable {
     // @unchecked: the librdkafka handles are thread-safe per librdkafka's documentation; the
-    // topic-handle cache is guarded by a Mutex, the event source is confined to `reportQueue`.
+    // topic-handle cache is guarded by a LockedValue, the event source is confined to `reportQueue`.
 
     public typealias DeliveryHandler = @Sendable ([DeliveryReport]) -> Void
     public typealias ErrorHandler = @Sendable (KafkaError) -> Void
@@ -53,7 +54,7 @@ public final class KafkaProducer: @unchecked Sendable {
     private let reportQueue: DispatchQueue?
     private let source: DispatchSourceRead?
     /// Topic handles by name, stored as bit patterns (`rd_kafka_topic_t *`), owned until `close()`.
-    private let topics = Mutex<[String: UInt]>([:])
+    private let topics = LockedValue<[String: UInt]>([:])
     private let logger: Logger
     private let onDeliveryReports: DeliveryHandler
     private let onError: ErrorHandler

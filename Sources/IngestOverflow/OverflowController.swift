@@ -80,7 +80,8 @@ public actor OverflowController {
         breachSince[queueID] = nil
         if await trigger(
             queueID: queueID,
-            reason: "\(metric.rawValue) \(value) > \(policy.detect.above) for \(Int(policy.detect.forSeconds)) s"
+            reason: "\(metric.rawValue) \(value) > \(policy.detect.above) for \(Int(policy.detect.forSeconds)) s",
+            signalAt: time
         ) {
             await drive(queueID)
         }
@@ -88,7 +89,9 @@ public actor OverflowController {
 
     /// Starts an activation if the queue is idle; returns whether this call started it.
     @discardableResult
-    public func trigger(queueID: String, reason: String) async -> Bool {
+    /// - Parameter signalAt: the detection signal's own time; a signal not newer than the one
+    ///   that started the previous activation (a redelivery after a crash) starts nothing.
+    public func trigger(queueID: String, reason: String, signalAt: Int64? = nil) async -> Bool {
         guard policies[queueID] != nil else { return false }
         do {
             let document = try await store.document(kind: Self.documentKind, key: queueID)
@@ -97,8 +100,21 @@ public actor OverflowController {
                 metrics.ignoredTriggers.increment()
                 return false
             }
+            if let signalAt, let previous = record.triggerSignalAt, signalAt <= previous {
+                metrics.ignoredTriggers.increment()
+                logger.info(
+                    "overflow signal not newer than the one that started the last activation: ignored",
+                    metadata: ["queue.id": "\(queueID)", "overflow.signal_at": "\(signalAt)"]
+                )
+                return false
+            }
             let now = Self.now()
-            record.begin(activationID: UUID().uuidString.lowercased(), dryRun: configuration.dryRun, now: now)
+            record.begin(
+                activationID: UUID().uuidString.lowercased(),
+                dryRun: configuration.dryRun,
+                now: now,
+                signalAt: signalAt
+            )
             guard
                 try await store.putDocument(
                     kind: Self.documentKind,

@@ -1,3 +1,4 @@
+import IngestCore
 import Synchronization
 
 /// Counters for request budgets shared by several processes.
@@ -9,7 +10,7 @@ public protocol RateBudgetStore: Sendable {
 
 /// A budget store for one process (tests, or a single worker without a shared store).
 public final class InMemoryRateBudgetStore: RateBudgetStore {
-    private let counts = Mutex<[String: (window: Int64, used: Int)]>([:])
+    private let counts = LockedValue<[String: (window: Int64, used: Int)]>([:])
 
     public init() {}
 

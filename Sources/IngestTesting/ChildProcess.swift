@@ -1,3 +1,4 @@
+import IngestCore
 import CSystemShims
 import Foundation
 import Synchronization
@@ -8,10 +9,10 @@ import Glibc
 
 /// A child process started by a test or tool, with its output captured to a file.
 public final class ChildProcess: @unchecked Sendable {
-    // @unchecked: the exit status is behind a Mutex; everything else is immutable.
+    // @unchecked: the exit status is behind a lock (LockedValue); everything else is immutable.
     public let pid: Int32
     public let logURL: URL
-    private let exit = Mutex<Int32?>(nil)
+    private let exit = LockedValue<Int32?>(nil)
 
     /// Starts `executable`. The child dies with the test process however that ends (SIGKILL
     /// of the test run included): it is forked with `PR_SET_PDEATHSIG` (see

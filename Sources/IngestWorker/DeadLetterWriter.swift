@@ -1,3 +1,4 @@
+import IngestCore
 import IngestKafka
 import Logging
 import Synchronization
@@ -40,7 +41,7 @@ public final class AcknowledgedProducer: Sendable {
 
     /// Continuations waiting for their record's acknowledgement, by token.
     private final class Waiting: Sendable {
-        let byToken = Mutex<[UInt64: CheckedContinuation<KafkaError?, Never>]>([:])
+        let byToken = LockedValue<[UInt64: CheckedContinuation<KafkaError?, Never>]>([:])
     }
 
     private let waiting = Waiting()

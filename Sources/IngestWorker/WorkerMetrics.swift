@@ -1,3 +1,4 @@
+import IngestCore
 import CoreMetrics
 import Metrics
 import Prometheus
@@ -15,7 +16,7 @@ public final class WorkerMetrics: Sendable {
     let dlqWrites: CoreMetrics.Counter
     let paused: CoreMetrics.Gauge
     /// Lag gauges per assigned partition (bounded by the partitions of the consumed topics).
-    private let lagGauges = Mutex<[String: CoreMetrics.Gauge]>([:])
+    private let lagGauges = LockedValue<[String: CoreMetrics.Gauge]>([:])
 
     public init(handlers: [String], registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry

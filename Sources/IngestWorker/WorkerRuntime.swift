@@ -23,7 +23,7 @@ import Glibc
 /// 4. one store round trip marks the handled keys done together with their side effects;
 /// 5. offsets are stored for the contiguous prefix of finished records of each partition.
 public final class WorkerRuntime: @unchecked Sendable {
-    // @unchecked: `consumer` is used only on `pollQueue`; the state is behind a Mutex.
+    // @unchecked: `consumer` is used only on `pollQueue`; the state is behind a lock (LockedValue).
 
     public enum State: Sendable, Equatable {
         case starting
@@ -40,7 +40,7 @@ public final class WorkerRuntime: @unchecked Sendable {
     let metrics: WorkerMetrics
     private let pollQueue = DispatchQueue(label: "genesys-ingest.worker.poll")
     private var consumer: KafkaGroupConsumer?
-    private let stateLock = Mutex<State>(.starting)
+    private let stateLock = LockedValue<State>(.starting)
     private let stopRequested = Atomic<Bool>(false)
     private let resumeRequested = Atomic<Bool>(false)
 
@@ -199,7 +199,7 @@ public final class WorkerRuntime: @unchecked Sendable {
     }
 
     private final class KeepAliveState: Sendable {
-        let fetched = Mutex<[KafkaRecord]>([])
+        let fetched = LockedValue<[KafkaRecord]>([])
         let paused = Atomic<Bool>(false)
     }
 
@@ -232,7 +232,7 @@ public final class WorkerRuntime: @unchecked Sendable {
 
     /// Results of one batch's concurrent groups.
     private final class BatchShared: Sendable {
-        let results = Mutex<[Int: ItemResult]>([:])
+        let results = LockedValue<[Int: ItemResult]>([:])
         let fatalSeen = Atomic<Bool>(false)
     }
 

@@ -181,7 +181,7 @@ struct DLQ: ParsableCommand {
                 print("dry run: \(records.count) record(s) would be replayed; nothing published")
                 return
             }
-            let failures = Mutex<[String]>([])
+            let failures = LockedValue<[String]>([])
             let producer = try KafkaProducer(
                 configuration: broker.kafka,
                 logger: Logger(label: "ingestctl"),

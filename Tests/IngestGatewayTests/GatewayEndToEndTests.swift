@@ -300,7 +300,7 @@ func eventually(seconds: Double = 10, _ condition: () throws -> Bool) async thro
 /// calls `interrupt` halfway, and returns the request ids that were answered 202.
 func runLoad(port: Int, clients: Int, seconds: Double, interrupt: @escaping @Sendable () -> Void) throws -> Set<String>
 {
-    let acknowledged = Mutex<Set<String>>([])
+    let acknowledged = LockedValue<Set<String>>([])
     let stop = Atomic<Bool>(false)
     let signed = (0..<200).map { _ -> [UInt8] in
         let body = EventFactory.conversationEvent(targetSize: 1500)

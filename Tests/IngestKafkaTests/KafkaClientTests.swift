@@ -1,3 +1,4 @@
+import IngestCore
 import Foundation
 import IngestTesting
 import Logging
@@ -8,7 +9,7 @@ import Testing
 
 /// Collects delivery reports and lets a test wait for a number of them.
 final class ReportCollector: Sendable {
-    let reports = Mutex<[DeliveryReport]>([])
+    let reports = LockedValue<[DeliveryReport]>([])
 
     func add(_ batch: [DeliveryReport]) { reports.withLock { $0 += batch } }
 

@@ -41,6 +41,10 @@ public struct OverflowActivation: Sendable, Codable, Equatable {
     public var notes: [String] = []
     /// The last finished activation, for `ingestctl overflow status`.
     public var lastActivation: Summary?
+    /// The time (epoch ms, the signal's own) of the detection signal that started the latest
+    /// activation. Signals are delivered at least once: a redelivered or older one must not
+    /// start another activation once this one has ended.
+    public var triggerSignalAt: Int64?
 
     public struct Summary: Sendable, Codable, Equatable {
         public var activationID: String
@@ -58,10 +62,12 @@ public struct OverflowActivation: Sendable, Codable, Equatable {
     }
 
     /// Starts a new activation (from idle).
-    public mutating func begin(activationID: String, dryRun: Bool, now: Int64) {
+    public mutating func begin(activationID: String, dryRun: Bool, now: Int64, signalAt: Int64? = nil) {
         let last = lastActivation
+        let previousSignal = triggerSignalAt
         self = OverflowActivation(queueID: queueID)
         self.lastActivation = last
+        self.triggerSignalAt = signalAt ?? previousSignal
         self.activationID = activationID
         self.dryRun = dryRun
         self.detectedAt = now
