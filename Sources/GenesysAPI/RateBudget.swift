@@ -1,5 +1,5 @@
-import IngestCore
 import Foundation
+import IngestCore
 import IngestStore
 import Synchronization
 

@@ -282,7 +282,9 @@ public final class TrafficGenerator: Sendable {
         let request = HTTPClientRequest(
             method: "POST",
             url: options.gatewayURL,
-            headers: [("Content-Type", "application/json"), ("X-Genesys-Signature", "sha256=" + ByteEncoding.encodeHex(mac))],
+            headers: [
+                ("Content-Type", "application/json"), ("X-Genesys-Signature", "sha256=" + ByteEncoding.encodeHex(mac)),
+            ],
             body: body,
             timeoutMilliseconds: 10_000
         )

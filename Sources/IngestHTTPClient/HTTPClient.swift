@@ -151,7 +151,8 @@ public final class HTTPClient: @unchecked Sendable {
         let id = nextID.add(1, ordering: .relaxed).newValue
         inbox.withLock { $0.registrations[id] = .pending }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPClientResponse, any Error>) in
+            try await withCheckedThrowingContinuation {
+                (continuation: CheckedContinuation<HTTPClientResponse, any Error>) in
                 let transfer = Transfer(id: id, request: request, continuation: continuation)
                 enum Decision {
                     case run(startLoop: Bool)
@@ -412,7 +413,10 @@ private final class Transfer: @unchecked Sendable {
         check(ccurl_setopt_callback(easy, CURLOPT_HEADERFUNCTION, transferWriteHeader))
         check(ccurl_setopt_pointer(easy, CURLOPT_HEADERDATA, me))
         if failed != CURLE_OK {
-            return HTTPClientError(.invalidRequest, "cannot configure the request: \(String(cString: curl_easy_strerror(failed)))")
+            return HTTPClientError(
+                .invalidRequest,
+                "cannot configure the request: \(String(cString: curl_easy_strerror(failed)))"
+            )
         }
         return nil
     }

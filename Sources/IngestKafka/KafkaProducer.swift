@@ -1,7 +1,7 @@
-import IngestCore
 import CRdKafka
 import CSystemShims
 import Dispatch
+import IngestCore
 import Logging
 import Synchronization
 

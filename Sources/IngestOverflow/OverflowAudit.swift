@@ -82,7 +82,10 @@ public final class OverflowAudit: Sendable {
                 do {
                     let response = try await http.execute(request)
                     if !(200..<300).contains(response.status) {
-                        logger.warning("overflow audit webhook refused a record", metadata: ["status": "\(response.status)"])
+                        logger.warning(
+                            "overflow audit webhook refused a record",
+                            metadata: ["status": "\(response.status)"]
+                        )
                     }
                 } catch {
                     logger.warning("overflow audit webhook failed", metadata: ["error": "\(error)"])

@@ -299,7 +299,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
                         while true {
                             do throws(StoreError) {
                                 return try self.run(sql, parameters)
-                            } catch where error.isTransientConflict && conflicts < Self.maxConflictRetries {
+                            } catch  where error.isTransientConflict && conflicts < Self.maxConflictRetries {
                                 // Deadlock or serialization failure: the statement was rolled
                                 // back whole; run it again after a short jittered pause.
                                 conflicts += 1

@@ -1,6 +1,6 @@
-import IngestCore
 import CSystemShims
 import Foundation
+import IngestCore
 import Synchronization
 
 #if canImport(Glibc)

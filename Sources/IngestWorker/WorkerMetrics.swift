@@ -1,5 +1,5 @@
-import IngestCore
 import CoreMetrics
+import IngestCore
 import Metrics
 import Prometheus
 import Synchronization

@@ -276,7 +276,9 @@ public final class WorkerRuntime: @unchecked Sendable {
                         offset: record.offset
                     )
                 }
-                items.append(WorkItem(index: i, event: event, handler: h, claimKey: "\(handler.name)|\(event.dedupKey)"))
+                items.append(
+                    WorkItem(index: i, event: event, handler: h, claimKey: "\(handler.name)|\(event.dedupKey)")
+                )
             }
         }
         var finished = Array(repeating: true, count: records.count)

@@ -3,8 +3,8 @@ import Foundation
 import GenesysAPI
 import IngestAnalytics
 import IngestCore
-import IngestHTTPClient
 import IngestEnrichment
+import IngestHTTPClient
 import IngestKafka
 import IngestLogging
 import IngestOverflow

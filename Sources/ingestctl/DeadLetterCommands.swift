@@ -1,7 +1,7 @@
 import ArgumentParser
-import IngestCrypto
 import Foundation
 import IngestCore
+import IngestCrypto
 import IngestKafka
 import Logging
 import Synchronization

@@ -283,9 +283,11 @@ struct SimulatorRoutingTests {
         let ids = Set((0..<250).map { "user-\($0)" })
         sim.setMembers("q-big", ids)
         let api = client(sim)
-        let page = try JSONSerialization.jsonObject(
-            with: try await api.request("GET", "/api/v2/routing/queues/q-big/members?pageSize=100&pageNumber=3").body
-        ) as? [String: Any]
+        let page =
+            try JSONSerialization.jsonObject(
+                with: try await api.request("GET", "/api/v2/routing/queues/q-big/members?pageSize=100&pageNumber=3")
+                    .body
+            ) as? [String: Any]
         #expect(page?["total"] == nil, "the listing has no total, as in the SDK schema")
         #expect(page?["pageCount"] as? Int == 3)
         #expect((page?["entities"] as? [Any])?.count == 50)
@@ -323,8 +325,12 @@ struct SimulatorRoutingTests {
         for i in 0..<12 {
             sim.addConversation(
                 ConversationDetailsFactory.details(
-                    conversationID: "page-\(i)", queueID: "q-1", agentID: "a-1",
-                    start: start.addingTimeInterval(Double(i)), waitMilliseconds: 1000, talkMilliseconds: 1000,
+                    conversationID: "page-\(i)",
+                    queueID: "q-1",
+                    agentID: "a-1",
+                    start: start.addingTimeInterval(Double(i)),
+                    waitMilliseconds: 1000,
+                    talkMilliseconds: 1000,
                     abandoned: false
                 )
             )
@@ -332,18 +338,25 @@ struct SimulatorRoutingTests {
         let f = ISO8601DateFormatter()
         let interval = f.string(from: start.addingTimeInterval(-1)) + "/" + f.string(from: start.addingTimeInterval(60))
         let query: [String: Any] = ["interval": interval, "paging": ["pageSize": 5, "pageNumber": 3]]
-        let answer = try JSONSerialization.jsonObject(
-            with: try await api.request(
-                "POST", "/api/v2/analytics/conversations/details/query",
-                body: try JSONSerialization.data(withJSONObject: query)
-            ).body
-        ) as? [String: Any]
+        let answer =
+            try JSONSerialization.jsonObject(
+                with: try await api.request(
+                    "POST",
+                    "/api/v2/analytics/conversations/details/query",
+                    body: try JSONSerialization.data(withJSONObject: query)
+                ).body
+            ) as? [String: Any]
         #expect(answer?["totalHits"] as? Int == 12, "only the conversations inside the interval")
-        #expect((answer?["conversations"] as? [[String: Any]])?.compactMap { $0["conversationId"] as? String } == ["page-10", "page-11"])
+        #expect(
+            (answer?["conversations"] as? [[String: Any]])?.compactMap { $0["conversationId"] as? String } == [
+                "page-10", "page-11",
+            ]
+        )
         // Estimated wait intents are the SDK's enum values.
-        let ewt = try JSONSerialization.jsonObject(
-            with: try await api.request("GET", "/api/v2/routing/queues/q-1/estimatedwaittime").body
-        ) as? [String: Any]
+        let ewt =
+            try JSONSerialization.jsonObject(
+                with: try await api.request("GET", "/api/v2/routing/queues/q-1/estimatedwaittime").body
+            ) as? [String: Any]
         let intents = (ewt?["results"] as? [[String: Any]])?.compactMap { $0["intent"] as? String } ?? []
         #expect(!intents.isEmpty)
         let allowed: Set = ["ALL", "CALL", "CALLBACK", "CHAT", "EMAIL", "SOCIALEXPRESSION", "VIDEOCOMM", "MESSAGE"]

@@ -24,14 +24,26 @@ struct DedupKeyTests {
 
     /// One conversation emits customer.start once per participant: both are real events.
     @Test func sameTypeForTwoParticipantsGivesTwoKeysAndRedeliveryTheSameKey() throws {
-        let p1 = try DedupKey.derive(from: detail("customer.start", participant: "p1", eventTime: 1_649_237_444_949), digest: SHA256Digest.hex)
-        let p2 = try DedupKey.derive(from: detail("customer.start", participant: "p2", eventTime: 1_649_237_444_949), digest: SHA256Digest.hex)
+        let p1 = try DedupKey.derive(
+            from: detail("customer.start", participant: "p1", eventTime: 1_649_237_444_949),
+            digest: SHA256Digest.hex
+        )
+        let p2 = try DedupKey.derive(
+            from: detail("customer.start", participant: "p2", eventTime: 1_649_237_444_949),
+            digest: SHA256Digest.hex
+        )
         #expect(p1.key != p2.key)
         #expect(p1.key == "conv:c-1|customer.start|p1|s-p1|1649237444949")
         #expect(
-            try DedupKey.derive(from: detail("customer.start", participant: "p1", eventTime: 1_649_237_444_949), digest: SHA256Digest.hex) == p1
+            try DedupKey.derive(
+                from: detail("customer.start", participant: "p1", eventTime: 1_649_237_444_949),
+                digest: SHA256Digest.hex
+            ) == p1
         )
-        let end = try DedupKey.derive(from: detail("customer.end", participant: "p1", eventTime: 1_649_237_444_949), digest: SHA256Digest.hex)
+        let end = try DedupKey.derive(
+            from: detail("customer.end", participant: "p1", eventTime: 1_649_237_444_949),
+            digest: SHA256Digest.hex
+        )
         #expect(end.key != p1.key)
     }
 
@@ -85,6 +97,9 @@ struct DedupKeyTests {
 
     @Test func recordPositionKeysEveryRecord() {
         #expect(DedupKey.position(topic: "t", partition: 1, offset: 9) == "pos:t/1/9")
-        #expect(DedupKey.position(topic: "t", partition: 1, offset: 9) != DedupKey.position(topic: "t", partition: 2, offset: 9))
+        #expect(
+            DedupKey.position(topic: "t", partition: 1, offset: 9)
+                != DedupKey.position(topic: "t", partition: 2, offset: 9)
+        )
     }
 }

@@ -150,7 +150,8 @@ struct EnvelopeRoutingTests {
     }
 
     @Test func validUTF8OfEveryLengthIsAccepted() throws {
-        for text in ["é", "€", "😀", "\u{10FFFF}", "\u{D7FF}", "\u{E000}", "a\u{80}b\u{7FF}c\u{800}d\u{FFFF}e\u{10000}"] {
+        for text in ["é", "€", "😀", "\u{10FFFF}", "\u{D7FF}", "\u{E000}", "a\u{80}b\u{7FF}c\u{800}d\u{FFFF}e\u{10000}"]
+        {
             let body = Array("{\"a\":\"\(text)\",\"\(text)\":1}".utf8)
             #expect(throws: Never.self, "\(text)") { try inspector.inspect(body) }
         }

@@ -108,7 +108,8 @@ struct HTTPRequestParserTests {
         var accepted = 0
         for length in 240...260 {
             let trailer = "X-T: " + String(repeating: "v", count: length - 5)
-            let request = "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\(trailer)\r\n\r\n"
+            let request =
+                "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\(trailer)\r\n\r\n"
             let whole = parseAll([bytes(request)], limits: small)
             let split = parseAll(bytes(request).map { [$0] }, limits: small)
             #expect(whole.requests.count == split.requests.count && whole.error == split.error, "trailer of \(length)")
@@ -120,7 +121,8 @@ struct HTTPRequestParserTests {
     }
 
     @Test func leadingZerosInAChunkSizeAreStillItsValue() {
-        let request = "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let request =
+            "POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             + String(repeating: "0", count: 40) + "3\r\nabc\r\n0\r\n\r\n"
         #expect(parseAll([bytes(request)]).requests.first?.body == bytes("abc"))
     }
@@ -246,7 +248,8 @@ struct ResponseHeaderNumberTests {
         #expect(ResponseHeaderNumbers.retryAfterSeconds(" 1.5 ") == 1.5)
         #expect(ResponseHeaderNumbers.retryAfterSeconds("0") == 0)
         for bad in [
-            nil, "", "nan", "NaN", "inf", "-inf", "infinity", "-1", "1e400", "1e3", "0x10", "Wed, 21 Oct 2015 07:28:00 GMT",
+            nil, "", "nan", "NaN", "inf", "-inf", "infinity", "-1", "1e400", "1e3", "0x10",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
             String(repeating: "9", count: 400), "3 4", "1..2",
         ] {
             #expect(ResponseHeaderNumbers.retryAfterSeconds(bad) == nil, "\(bad ?? "nil")")

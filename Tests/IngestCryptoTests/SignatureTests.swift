@@ -197,7 +197,9 @@ struct SignatureTests {
 
     /// Regression (issue 10): `webhook-timestamp: -9223372036854775808` trapped on overflow in
     /// `abs(now - timestamp)` before the signature was even checked (remote, unauthenticated).
-    @Test(arguments: ["-9223372036854775808", "9223372036854775807", "-1", "+1614265330", "1614265330.5", "", " 1", "99999999999999"])
+    @Test(arguments: [
+        "-9223372036854775808", "9223372036854775807", "-1", "+1614265330", "1614265330.5", "", " 1", "99999999999999",
+    ])
     func hostileWebhookTimestampsAreRefusedNotATrap(timestamp: String) {
         let auth = RequestAuthenticator(
             scheme: .standardWebhooks,
@@ -209,7 +211,11 @@ struct SignatureTests {
         ])
         for now in [Int64.min, -1, 0, 1_614_265_330, Int64.max] {
             let result = auth.verify(headers: headers, body: [], nowSeconds: now)
-            #expect(result == .failure(.malformedCredentials("webhook-timestamp")) || result == .failure(.timestampOutOfTolerance), "\(timestamp) at \(now)")
+            #expect(
+                result == .failure(.malformedCredentials("webhook-timestamp"))
+                    || result == .failure(.timestampOutOfTolerance),
+                "\(timestamp) at \(now)"
+            )
         }
     }
 

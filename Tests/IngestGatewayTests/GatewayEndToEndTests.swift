@@ -116,7 +116,10 @@ struct GatewayEndToEndTests {
         #expect(try gateway.post(path: "/events/webhooks", body: body, headers: old).status == 401)
         // Not a JSON object: 400 even when correctly signed.
         // Not UTF-8 inside a JSON object (RFC 8259 requires UTF-8): 400 too.
-        for b in [Array("[1,2]".utf8), Array("{\"a\":".utf8), Array("hello".utf8), Array("{\"a\":\"".utf8) + [0xFF, 0xFE] + Array("\"}".utf8)] {
+        for b in [
+            Array("[1,2]".utf8), Array("{\"a\":".utf8), Array("hello".utf8),
+            Array("{\"a\":\"".utf8) + [0xFF, 0xFE] + Array("\"}".utf8),
+        ] {
             let text = String(decoding: b, as: UTF8.self)
             let h = EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: b)
             let r = try gateway.post(body: b, headers: h)
@@ -174,7 +177,9 @@ struct GatewayEndToEndTests {
             #expect(r.status == 413, "\(size)")
         }
         let huge = try RawHTTPClient(port: gateway.port)
-        try huge.send(Array("POST /events/genesys HTTP/1.1\r\nHost: gw\r\nContent-Length: 99999999999999999999\r\n\r\n".utf8))
+        try huge.send(
+            Array("POST /events/genesys HTTP/1.1\r\nHost: gw\r\nContent-Length: 99999999999999999999\r\n\r\n".utf8)
+        )
         #expect(try huge.readResponse().status == 413)
         #expect(gateway.child.isRunning)
         let body = EventFactory.conversationEvent()

@@ -20,14 +20,18 @@ private final class TestHandler: HTTPRequestHandler, @unchecked Sendable {
         let target = request.target
         var headers: [(String, String)] = [("X-Method", request.method), ("X-Target", target)]
         if target.hasPrefix("http://") { headers.append(("X-Via-Proxy", "yes")) }
-        let path = target.hasPrefix("http://") ? String(target.split(separator: "/", maxSplits: 3).last.map { "/" + $0 } ?? "/") : String(request.path)
+        let path =
+            target.hasPrefix("http://")
+            ? String(target.split(separator: "/", maxSplits: 3).last.map { "/" + $0 } ?? "/") : String(request.path)
         let query = HTTPClientTests.query(target)
         if path.hasPrefix("/slow") {
             let ms = Int(query["ms"] ?? "100") ?? 100
             let kb = Int(query["kb"] ?? "0") ?? 0
             let fixed = headers
             responder.loop.queue.asyncAfter(deadline: .now() + .milliseconds(ms)) {
-                responder.respond(HTTPResponse(status: .ok, headers: fixed, body: Array(repeating: 120, count: kb * 1024)))
+                responder.respond(
+                    HTTPResponse(status: .ok, headers: fixed, body: Array(repeating: 120, count: kb * 1024))
+                )
             }
             return
         }
@@ -38,7 +42,9 @@ private final class TestHandler: HTTPRequestHandler, @unchecked Sendable {
         }
         if path.hasPrefix("/silent") { return }
         if let h = request.headers["x-test"] { headers.append(("X-Test-Echo", h)) }
-        responder.respond(HTTPResponse(status: HTTPStatus(code: 201, reason: "Created"), headers: headers, body: request.body))
+        responder.respond(
+            HTTPResponse(status: HTTPStatus(code: 201, reason: "Created"), headers: headers, body: request.body)
+        )
     }
 }
 
@@ -83,7 +89,12 @@ struct HTTPClientTests {
             let body = Array("{\"hello\":\"wörld\"}".utf8)
             for method in ["POST", "PUT", "PATCH", "DELETE"] {
                 let r = try await client.execute(
-                    HTTPClientRequest(method: method, url: base + "/echo?x=1", headers: [("X-Test", "t-\(method)")], body: body)
+                    HTTPClientRequest(
+                        method: method,
+                        url: base + "/echo?x=1",
+                        headers: [("X-Test", "t-\(method)")],
+                        body: body
+                    )
                 )
                 #expect(r.status == 201)
                 #expect(r.header("x-method") == method)
@@ -154,7 +165,10 @@ struct HTTPClientTests {
             }
             await #expect(throws: HTTPClientError.self) {
                 _ = try await client.execute(
-                    HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/echo", headers: [("X-Bad", "a\r\nInjected: 1")])
+                    HTTPClientRequest(
+                        url: "http://127.0.0.1:\(server.port)/echo",
+                        headers: [("X-Bad", "a\r\nInjected: 1")]
+                    )
                 )
             }
         }
@@ -180,7 +194,9 @@ struct HTTPClientTests {
                         // right as the answer (0–2 ms, up to 256 KiB) arrives.
                         let delay = Int.random(in: 0...4)
                         let url = "\(base)/slow?ms=\(delay)&kb=\(Int.random(in: 0...256))"
-                        let task = Task { try await client.execute(HTTPClientRequest(url: url, timeoutMilliseconds: 20_000)) }
+                        let task = Task {
+                            try await client.execute(HTTPClientRequest(url: url, timeoutMilliseconds: 20_000))
+                        }
                         // A third at once, a third while the request is out, a third around
                         // the moment the answer streams in.
                         let wait =
@@ -229,8 +245,11 @@ struct HTTPClientTests {
 
     @Test func proxySettingsFromTheEnvironment() {
         let env = EnvironmentReader(
-            ["HTTPS_PROXY": "http://proxy.corp:3128", "http_proxy": "http://lower:8080", "HTTP_PROXY": "http://upper:1",
-             "NO_PROXY": "localhost, .internal.corp,10.1.2.3,api.example.com:443"]
+            [
+                "HTTPS_PROXY": "http://proxy.corp:3128", "http_proxy": "http://lower:8080",
+                "HTTP_PROXY": "http://upper:1",
+                "NO_PROXY": "localhost, .internal.corp,10.1.2.3,api.example.com:443",
+            ]
         ) { _ in [] }
         let p = ProxySettings(environment: env)
         #expect(p.httpsProxy == "http://proxy.corp:3128")

@@ -23,7 +23,9 @@ struct ChildProcessLifetimeTests {
     }
 
     @Test func aSIGKILLedTestRunLeavesNoBrokerBehind() throws {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("helper-\(UUID().uuidString.prefix(8))")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "helper-\(UUID().uuidString.prefix(8))"
+        )
         defer { try? FileManager.default.removeItem(at: file) }
         let helper = try ChildProcess(
             executable: CommandLine.arguments[0],

@@ -516,7 +516,15 @@ struct AnalyticsEndToEndTests {
         try await produce(
             broker,
             (0..<total).map { i in
-                (key: "c-\(i)", value: acdEndEvent(id: "e-\(i)", conversation: "c-\(i)", queue: "q-stop", waitMilliseconds: 1000 + i))
+                (
+                    key: "c-\(i)",
+                    value: acdEndEvent(
+                        id: "e-\(i)",
+                        conversation: "c-\(i)",
+                        queue: "q-stop",
+                        waitMilliseconds: 1000 + i
+                    )
+                )
             }
         )
         let worker = try WorkerProcess(

@@ -113,14 +113,50 @@ struct IdempotencyStoreTests {
         let a = try #require(first as? any DocumentStore)
         let b = try #require(try kind.make(sharing: location).store as? any DocumentStore)
         #expect(try await a.document(kind: "overflow", key: "q1") == nil)
-        #expect(try await a.putDocument(kind: "overflow", key: "q1", expectedVersion: 0, body: "v1", owner: "A", leaseUntil: 10))
+        #expect(
+            try await a.putDocument(
+                kind: "overflow",
+                key: "q1",
+                expectedVersion: 0,
+                body: "v1",
+                owner: "A",
+                leaseUntil: 10
+            )
+        )
         // A second creation loses.
-        #expect(!(try await b.putDocument(kind: "overflow", key: "q1", expectedVersion: 0, body: "x", owner: "B", leaseUntil: 10)))
+        #expect(
+            !(try await b.putDocument(
+                kind: "overflow",
+                key: "q1",
+                expectedVersion: 0,
+                body: "x",
+                owner: "B",
+                leaseUntil: 10
+            ))
+        )
         let stored = try #require(try await b.document(kind: "overflow", key: "q1"))
         #expect(stored == VersionedDocument(key: "q1", version: 1, owner: "A", leaseUntil: 10, body: "v1"))
         // Compare-and-set: only the writer that read version 1 wins.
-        #expect(try await b.putDocument(kind: "overflow", key: "q1", expectedVersion: 1, body: "v2", owner: "B", leaseUntil: 20))
-        #expect(!(try await a.putDocument(kind: "overflow", key: "q1", expectedVersion: 1, body: "v2a", owner: "A", leaseUntil: 20)))
+        #expect(
+            try await b.putDocument(
+                kind: "overflow",
+                key: "q1",
+                expectedVersion: 1,
+                body: "v2",
+                owner: "B",
+                leaseUntil: 20
+            )
+        )
+        #expect(
+            !(try await a.putDocument(
+                kind: "overflow",
+                key: "q1",
+                expectedVersion: 1,
+                body: "v2a",
+                owner: "A",
+                leaseUntil: 20
+            ))
+        )
         #expect(try await a.document(kind: "overflow", key: "q1")?.body == "v2")
         #expect(try await a.document(kind: "overflow", key: "q1")?.version == 2)
         #expect(try await a.documents(kind: "overflow").map(\.key) == ["q1"])

@@ -5,9 +5,9 @@ final class FakeHMAC: HMACSHA256 {
     let key: [UInt8]
     init(_ key: [UInt8]) { self.key = key }
     func authenticationCode(_ parts: [UnsafeRawBufferPointer]) -> [UInt8] {
-        var h: UInt64 = 1469598103934665603
-        for b in key { h = (h ^ UInt64(b)) &* 1099511628211 }
-        for part in parts { for b in part { h = (h ^ UInt64(b)) &* 1099511628211 } }
+        var h: UInt64 = 1_469_598_103_934_665_603
+        for b in key { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
+        for part in parts { for b in part { h = (h ^ UInt64(b)) &* 1_099_511_628_211 } }
         return (0..<32).map { UInt8(truncatingIfNeeded: h >> UInt64(($0 % 8) * 8)) }
     }
 }

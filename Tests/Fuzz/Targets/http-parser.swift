@@ -16,7 +16,9 @@ func parse(_ chunks: [[UInt8]], limits: HTTPRequestParser.Limits) -> ParseOutcom
                 switch try parser.next() {
                 case .request(let r):
                     let headers = r.headers.map { "\($0.name)=\($0.value)" }.joined(separator: "\n")
-                    outcome.requests.append("\(r.method) \(r.target) 1.\(r.versionMinor) \(r.keepAlive)\n\(headers)\n\(r.body)")
+                    outcome.requests.append(
+                        "\(r.method) \(r.target) 1.\(r.versionMinor) \(r.keepAlive)\n\(headers)\n\(r.body)"
+                    )
                 case .continueExpected: continue
                 case .needMoreData: break drain
                 }
