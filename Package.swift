@@ -26,8 +26,9 @@ let package = Package(
         // libcurl's variadic setopt/getinfo behind typed wrappers (a C target needs a .c file).
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
 
-        // Pure core: HTTP/1.1 parsing, envelope inspection and routing, signature schemes,
-        // configuration. No I/O.
+        // The shared vocabulary, pure (no I/O, imports no project module): envelope inspection,
+        // idempotency keys, queue observation events, auth schemes, HTTP/1.1 codec, configuration,
+        // store protocols, header names. Layering is checked by Scripts/check-architecture.
         .target(name: "IngestCore"),
         // The only importer of COpenSSL.
         .target(name: "IngestCrypto", dependencies: ["COpenSSL", "IngestCore"]),
@@ -38,7 +39,7 @@ let package = Package(
         ),
         // The only importer of libcurl: the one outbound HTTP client of every process.
         .target(name: "IngestHTTPClient", dependencies: ["CCurl", "IngestCore"]),
-        // The only importer of SQLite and libpq: idempotency stores.
+        // The only importer of SQLite and libpq: the store adapters (protocols are in IngestCore).
         .target(name: "IngestStore", dependencies: ["CSQLite", "CLibPQ", "IngestCore"]),
         // The worker runtime: consumer groups, idempotency, retries, dead letters.
         .target(
@@ -54,7 +55,7 @@ let package = Package(
         // Genesys Cloud platform API client: OAuth, shared rate budget, SDK-like retries.
         .target(
             name: "GenesysAPI",
-            dependencies: ["IngestStore", "IngestCore", "IngestHTTPClient", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["IngestCore", "IngestHTTPClient", .product(name: "Logging", package: "swift-log")]
         ),
         // A local Genesys Cloud stand-in (token, analytics details, routing queues, rate limits).
         .target(
@@ -87,20 +88,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The analytics feature, whole: model, alerts, export, configuration, handler, engine.
         .target(
             name: "IngestAnalytics",
             dependencies: [
-                "IngestCore", "IngestHTTPClient", "IngestKafka", "IngestStore", "IngestWorker",
+                "IngestCore", "IngestHTTPClient", "IngestKafka", "IngestWorker",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The overflow feature, whole: model, controller, handler, audit (no other feature).
         .target(
             name: "IngestOverflow",
             dependencies: [
-                "IngestCore", "IngestHTTPClient", "IngestKafka", "IngestStore", "IngestWorker", "IngestAnalytics",
-                "GenesysAPI",
+                "IngestCore", "IngestHTTPClient", "IngestKafka", "IngestWorker", "GenesysAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -135,13 +137,15 @@ let package = Package(
             name: "ingestctl",
             dependencies: [
                 "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestLogging", "GenesysSimulator",
-                "IngestStore",
+                "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         .testTarget(name: "IngestCoreTests", dependencies: ["IngestCore", "IngestCrypto"]),
+        .testTarget(name: "IngestAnalyticsTests", dependencies: ["IngestAnalytics", "IngestCore"]),
+        .testTarget(name: "IngestOverflowTests", dependencies: ["IngestOverflow", "IngestCore"]),
         .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
         .testTarget(
@@ -170,7 +174,9 @@ let package = Package(
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(
             name: "IngestGatewayTests",
-            dependencies: ["IngestGateway", "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting"]
+            dependencies: [
+                "IngestGateway", "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestAnalytics",
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,5 @@
 import Foundation
 import IngestCore
-import IngestStore
 import Synchronization
 
 /// Paces requests of one OAuth client. Implementations must hold across every worker instance

@@ -1,7 +1,6 @@
 import Foundation
 import IngestCore
 import IngestKafka
-import IngestStore
 import IngestWorker
 import Logging
 

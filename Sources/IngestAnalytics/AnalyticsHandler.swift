@@ -1,6 +1,5 @@
 import Foundation
 import IngestCore
-import IngestStore
 import IngestWorker
 import Logging
 import ServiceLifecycle

@@ -1,20 +1,6 @@
 import Foundation
 import IngestCore
 
-/// Live queue state from a `v2.analytics.queues.{id}.observations` notification.
-public struct QueueObservation: Sendable, Equatable {
-    public var queueID: String
-    public var mediaType: String
-    public var waiting: Double?
-    public var interacting: Double?
-    public var onQueueUsers: Double?
-    /// Seconds the longest-waiting interaction has waited.
-    public var longestWaitingSeconds: Double?
-    /// When Genesys produced it (envelope time, epoch ms): an older notification never
-    /// overwrites a newer one.
-    public var timeMilliseconds: Int64
-}
-
 /// Reads the analytics handler's inputs. Payloads pass through untouched elsewhere; here only
 /// the few fields needed are read, and unknown enum values map to `unknown`.
 public enum AnalyticsInput {
@@ -91,43 +77,17 @@ public enum AnalyticsInput {
         return out
     }
 
-    /// The observations of a queue observations notification.
+    /// The observations of a queue observations notification (the shared parser in core).
     public static func observations(_ body: [UInt8]) throws(ParseError) -> QueueObservation {
-        guard let root = object(body) else { throw .notJSON }
-        let detail = root["detail"] as? [String: Any] ?? root
-        let event = detail["eventBody"] as? [String: Any] ?? [:]
-        let group = event["group"] as? [String: Any] ?? [:]
-        var queue = group["queueId"] as? String
-        if queue == nil, let topic = detail["topicName"] as? String {
-            queue = EnvelopeInspector.route(topicName: topic).entityID
-        }
-        guard let queue else { throw .missingField("queueId") }
-        var time = isoMilliseconds(root["time"] as? String ?? detail["timestamp"] as? String ?? "") ?? 0
-        var result = QueueObservation(queueID: queue, mediaType: media(group["mediaType"]), timeMilliseconds: 0)
-        for entry in event["data"] as? [[String: Any]] ?? [] {
-            if time == 0, let interval = entry["interval"] as? String,
-                let end = interval.split(separator: "/").last, let t = isoMilliseconds(String(end))
-            {
-                time = t
-            }
-            for metric in entry["metrics"] as? [[String: Any]] ?? [] {
-                let stats = metric["stats"] as? [String: Any] ?? [:]
-                switch metric["metric"] as? String {
-                case "oWaiting": result.waiting = number(stats["count"])
-                case "oInteracting": result.interacting = number(stats["count"])
-                case "oOnQueueUsers": result.onQueueUsers = number(stats["count"])
-                case "oLongestWaiting": result.longestWaitingSeconds = number(stats["max"]).map { $0 / 1000 } ?? 0
-                default: break
-                }
+        do { return try QueueObservation.parse(body) } catch {
+            switch error {
+            case .notJSON: throw .notJSON
+            case .missingQueueID: throw .missingField("queueId")
             }
         }
-        result.timeMilliseconds = time
-        return result
     }
 
-    private static func object(_ body: [UInt8]) -> [String: Any]? {
-        (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
-    }
+    private static func object(_ body: [UInt8]) -> [String: Any]? { EventFields.object(body) }
 
     private static func eventBody(_ body: [UInt8]) throws(ParseError) -> [String: Any] {
         guard let root = object(body) else { throw .notJSON }
@@ -141,28 +101,8 @@ public enum AnalyticsInput {
     /// Longer waits are not queue waits (Genesys keeps conversations for days, not months).
     static let maxWaitMilliseconds = 30.0 * 86_400_000
 
-    /// Epoch milliseconds from 1970 to the end of year 9999, as Int64; nil outside.
-    static func epochMilliseconds(_ value: Double) -> Int64? {
-        guard value.isFinite, value >= 0, value <= 253_402_300_799_999 else { return nil }
-        return Int64(value.rounded())
-    }
-
-    private static func number(_ value: Any?) -> Double? {
-        guard let d = (value as? NSNumber)?.doubleValue else { return nil }
-        return d.isFinite ? d : nil
-    }
-
-    private static func media(_ value: Any?) -> String {
-        guard let s = value as? String, !s.isEmpty else { return "unknown" }
-        return s.lowercased()
-    }
-
-    private static func isoMilliseconds(_ text: String) -> Int64? {
-        guard !text.isEmpty else { return nil }
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: text) { return epochMilliseconds(d.timeIntervalSince1970 * 1000) }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: text).flatMap { epochMilliseconds($0.timeIntervalSince1970 * 1000) }
-    }
+    static func epochMilliseconds(_ value: Double) -> Int64? { EventFields.epochMilliseconds(value) }
+    private static func number(_ value: Any?) -> Double? { EventFields.number(value) }
+    private static func media(_ value: Any?) -> String { EventFields.mediaType(value) }
+    private static func isoMilliseconds(_ text: String) -> Int64? { EventFields.isoMilliseconds(text) }
 }

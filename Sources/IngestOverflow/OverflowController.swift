@@ -1,7 +1,6 @@
 import Foundation
 import GenesysAPI
 import IngestCore
-import IngestStore
 import Logging
 
 /// The queue overflow controller: detect → verify → act → active → recover → revert, as a

@@ -1,7 +1,5 @@
 import Foundation
-import IngestAnalytics
 import IngestCore
-import IngestStore
 import IngestWorker
 import Logging
 import ServiceLifecycle
@@ -42,7 +40,7 @@ public struct OverflowHandler: EventHandler {
             return []
         }
         let o: QueueObservation
-        do { o = try AnalyticsInput.observations(event.body) } catch {
+        do { o = try QueueObservation.parse(event.body) } catch {
             throw .poison("overflow cannot read the observation: \(error)")
         }
         let time = o.timeMilliseconds > 0 ? o.timeMilliseconds : Int64(Date().timeIntervalSince1970 * 1000)

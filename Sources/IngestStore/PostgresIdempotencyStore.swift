@@ -1,5 +1,6 @@
 import CLibPQ
 import Dispatch
+import IngestCore
 
 #if canImport(Glibc)
 import Glibc

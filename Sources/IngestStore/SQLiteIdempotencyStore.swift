@@ -1,5 +1,6 @@
 import CSQLite
 import Dispatch
+import IngestCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IngestAnalytics
 import IngestCore
 
 /// `ingestctl bench-analytics`: events/s through the wait-time aggregation on one core and

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IngestCore
+import IngestOverflow
 import IngestStore
 
 /// `ingestctl overflow`: the overflow controller's state per queue, and configuration checks.

@@ -1,5 +1,6 @@
 import Foundation
 import GenesysSimulator
+import IngestCore
 import IngestStore
 import Logging
 import Testing

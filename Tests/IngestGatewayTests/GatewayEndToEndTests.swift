@@ -1,4 +1,5 @@
 import Foundation
+import IngestAnalytics
 import IngestCore
 import IngestKafka
 import IngestTesting

@@ -1,3 +1,5 @@
+import IngestCore
+
 /// InfluxDB line protocol (also accepted by VictoriaMetrics' `/write`):
 /// `measurement,tag=value field=1.5,count=3i 1700000000000` (time in ms: write with `precision=ms`).
 public enum InfluxLineProtocol {

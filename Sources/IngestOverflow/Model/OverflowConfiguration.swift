@@ -1,4 +1,5 @@
 import Foundation
+import IngestCore
 
 /// The overflow controller's configuration: one policy per controlled queue, and the capacity
 /// of the queues they overflow to. Read from JSON (`INGEST_OVERFLOW_CONFIG`, a file path):
@@ -349,21 +350,6 @@ public enum LoadSimulation {
             meanWaitSeconds: waits.reduce(0, +) / Double(max(1, waits.count))
         )
     }
-}
-
-/// A small deterministic generator (SplitMix64): load simulations, tests, fuzz targets.
-public struct SplitMix64: Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    public mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 /// The `overflow` handler's environment: where its configuration is and where it reports.

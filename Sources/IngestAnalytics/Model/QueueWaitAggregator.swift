@@ -1,3 +1,5 @@
+import IngestCore
+
 /// How a queued interaction ended (`acdOutcome` of an `acd.end` detail event).
 public enum ACDOutcome: String, Sendable {
     case answered = "ANSWERED"

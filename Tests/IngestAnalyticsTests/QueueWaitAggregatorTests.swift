@@ -1,7 +1,8 @@
 import Foundation
+import IngestCore
 import Testing
 
-@testable import IngestCore
+@testable import IngestAnalytics
 
 @Suite("Queue wait aggregation by event time")
 struct QueueWaitAggregatorTests {

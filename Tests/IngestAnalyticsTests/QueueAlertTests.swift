@@ -1,7 +1,8 @@
 import Foundation
+import IngestCore
 import Testing
 
-@testable import IngestCore
+@testable import IngestAnalytics
 
 @Suite("Alert rules, hysteresis and line protocol")
 struct QueueAlertTests {

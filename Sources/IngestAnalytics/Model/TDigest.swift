@@ -1,4 +1,5 @@
 import Foundation
+import IngestCore
 
 /// A merging t-digest (Dunning & Ertl): a small, mergeable summary of a distribution that
 /// answers quantiles with the best accuracy near the tails (p90, p99), where wait-time alerts

@@ -1,6 +1,3 @@
-import IngestCore
-import Synchronization
-
 /// Counters for request budgets shared by several processes.
 public protocol RateBudgetStore: Sendable {
     /// Counts one request in `bucket`'s `window` if fewer than `limit` were counted there;

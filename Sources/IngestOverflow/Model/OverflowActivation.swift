@@ -1,3 +1,5 @@
+import IngestCore
+
 /// The durable state of one queue's overflow controller, stored as one versioned document per
 /// queue in the shared store. Every step records what it is about to do before doing it, and
 /// what it did after, so a restart at any point resumes without repeating side effects.

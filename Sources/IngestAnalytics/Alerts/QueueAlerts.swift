@@ -1,3 +1,5 @@
+import IngestCore
+
 /// An alert rule over a queue's figures, e.g. "p90 wait above 120 s on the 5-minute window".
 ///
 /// Text form (one rule; several are separated by `;`):

@@ -1,7 +1,8 @@
 import Foundation
+import IngestCore
 import Testing
 
-@testable import IngestCore
+@testable import IngestOverflow
 
 @Suite("Overflow configuration: loops, capacity, settings planning")
 struct OverflowConfigurationTests {

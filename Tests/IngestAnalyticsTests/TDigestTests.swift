@@ -1,7 +1,8 @@
 import Foundation
+import IngestCore
 import Testing
 
-@testable import IngestCore
+@testable import IngestAnalytics
 
 /// Exact quantile by the nearest-rank method.
 private func exact(_ sorted: [Double], _ q: Double) -> Double {

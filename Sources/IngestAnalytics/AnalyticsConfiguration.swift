@@ -1,3 +1,5 @@
+import IngestCore
+
 /// Configuration of the `analytics` handler (queue wait-time analytics), from `INGEST_ANALYTICS_*`,
 /// `INGEST_PAGERDUTY_*` and `INGEST_TSDB_*` variables.
 public struct AnalyticsConfiguration: Sendable {
