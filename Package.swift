@@ -149,14 +149,6 @@ let package = Package(
         .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
         .testTarget(
-            name: "IngestWorkerTests",
-            dependencies: [
-                "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestTesting", "IngestAnalytics",
-                "GenesysSimulator", "IngestOverflow", "GenesysAPI",
-                .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
-        ),
-        .testTarget(
             name: "GenesysAPITests",
             dependencies: ["GenesysAPI", "GenesysSimulator", "IngestStore", "IngestTesting"]
         ),
@@ -172,10 +164,15 @@ let package = Package(
             dependencies: ["IngestHTTPClient", "IngestHTTP", "IngestCore", "IngestTesting"]
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
+        .testTarget(name: "IngestGatewayTests", dependencies: ["IngestGateway", "IngestCore"]),
+        // Process-level suites: real Tansu brokers, real PostgreSQL, real gateway and worker
+        // processes, the simulator; the stores on both SQLite and PostgreSQL.
         .testTarget(
-            name: "IngestGatewayTests",
+            name: "IntegrationTests",
             dependencies: [
-                "IngestGateway", "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestAnalytics",
+                "IngestGateway", "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestCrypto",
+                "IngestTesting", "IngestAnalytics", "GenesysSimulator", "IngestOverflow", "GenesysAPI",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
     ],
