@@ -58,7 +58,7 @@ public final class SharedRateBudget: RateBudget {
                 try await Task.sleep(for: .milliseconds(Int(resume.timeIntervalSinceNow * 1000) + 1))
                 continue
             }
-            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            let nowMs = WallClock.nowMilliseconds()
             let window = nowMs / sliceMilliseconds
             if try await store.take(bucket: bucket, window: window, limit: perSlice) { return }
             // Full: wait for the next slice, with a little jitter so instances do not stampede.

@@ -160,7 +160,7 @@ public final class TrafficGenerator: Sendable {
         let acd = UUID().uuidString.lowercased()
         let agentParticipant = UUID().uuidString.lowercased()
         let session = UUID().uuidString.lowercased()
-        let t0 = Int64(Date().timeIntervalSince1970 * 1000) - Int64(wait) - 500
+        let t0 = WallClock.nowMilliseconds() - Int64(wait) - 500
         injected.withLock { $0.append(InjectedWait(queueID: queue, waitMilliseconds: wait, abandoned: abandoned)) }
         var events: [(String, [String: Any])] = [
             ("customer.start", ["participantId": customer, "sessionId": session, "eventTime": t0]),
@@ -249,7 +249,7 @@ public final class TrafficGenerator: Sendable {
                 type: "customer.end",
                 fields: [
                     "participantId": UUID().uuidString.lowercased(), "sessionId": UUID().uuidString.lowercased(),
-                    "disconnectType": "PEER", "eventTime": Int64(Date().timeIntervalSince1970 * 1000),
+                    "disconnectType": "PEER", "eventTime": WallClock.nowMilliseconds(),
                 ]
             )
             return (id, body)

@@ -303,7 +303,7 @@ public actor AnalyticsEngine {
         var done: [(QueueWaitAggregator.QueueKey, Int64)] = []
         for (key, start) in closed {
             let claimKey = "\(Self.intervalHandlerName)|\(summaryKey(key, start))"
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = WallClock.nowMilliseconds()
             let outcome: ClaimOutcome?
             do {
                 outcome = try await store.claim(

@@ -59,7 +59,7 @@ public struct AnalyticsService: Service {
         self.logger = logger
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static func now() -> Int64 { WallClock.nowMilliseconds() }
 
     public func run() async throws {
         let engine = engine

@@ -56,7 +56,7 @@ public actor OverflowController {
         self.stepDelay = stepDelay
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static func now() -> Int64 { WallClock.nowMilliseconds() }
 
     // MARK: - Detection
 

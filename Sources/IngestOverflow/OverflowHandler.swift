@@ -34,7 +34,7 @@ public struct OverflowHandler: EventHandler {
                     queueID: queue,
                     metric: .p90WaitSeconds,
                     value: p90 / 1000,
-                    atMilliseconds: Int64(Date().timeIntervalSince1970 * 1000)
+                    atMilliseconds: WallClock.nowMilliseconds()
                 )
             }
             return []
@@ -43,7 +43,7 @@ public struct OverflowHandler: EventHandler {
         do { o = try QueueObservation.parse(event.body) } catch {
             throw .poison("overflow cannot read the observation: \(error)")
         }
-        let time = o.timeMilliseconds > 0 ? o.timeMilliseconds : Int64(Date().timeIntervalSince1970 * 1000)
+        let time = o.timeMilliseconds > 0 ? o.timeMilliseconds : WallClock.nowMilliseconds()
         if let w = o.waiting {
             await controller.observe(queueID: o.queueID, metric: .waiting, value: w, atMilliseconds: time)
         }

@@ -49,18 +49,15 @@ public final class WorkerRuntime: @unchecked Sendable {
         handlers: [any EventHandler],
         store: any IdempotencyStore,
         logger: Logger,
-        metrics: WorkerMetrics
-    ) throws(KafkaError) {
+        metrics: WorkerMetrics,
+        producer: AcknowledgedProducer
+    ) {
         self.configuration = configuration
         self.handlers = handlers
         self.store = store
         self.logger = logger
         self.metrics = metrics
-        self.deadLetters = try DeadLetterWriter(
-            configuration: KafkaClientConfiguration(bootstrapServers: configuration.brokers),
-            groupID: configuration.groupID,
-            logger: logger
-        )
+        self.deadLetters = DeadLetterWriter(producer: producer, groupID: configuration.groupID)
     }
 
     public var state: State { stateLock.withLock { $0 } }
@@ -152,7 +149,6 @@ public final class WorkerRuntime: @unchecked Sendable {
             }
         }
         await leaveGroup()
-        deadLetters.close()
         setState(.stopped)
         logger.info("worker stopped")
     }
@@ -572,9 +568,5 @@ public final class WorkerRuntime: @unchecked Sendable {
         try result.get()
     }
 
-    static func nowMilliseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
+    static func nowMilliseconds() -> Int64 { WallClock.nowMilliseconds() }
 }

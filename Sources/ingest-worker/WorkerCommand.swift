@@ -66,6 +66,13 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("configuration error: \(error.message)")
         }
         let store = try WorkerService.openStore(config.storeURL, schema: config.storeSchema)
+        // One producer for the whole process (dead letters and every feature's output); it is
+        // closed last, after every service has stopped.
+        let producer = try AcknowledgedProducer(
+            configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
+            logger: logger
+        )
+        defer { producer.close() }
         let registry = PrometheusCollectorRegistry()
         var handlers: [any EventHandler] = []
         var extraServices: [any Service] = []
@@ -74,13 +81,20 @@ struct WorkerCommand: AsyncParsableCommand {
                 handlers.append(builtIn)
             } else if name == "enrich" {
                 handlers.append(
-                    try await makeEnrichmentHandler(environment, config: config, store: store, logger: logger)
+                    try await makeEnrichmentHandler(
+                        environment,
+                        config: config,
+                        store: store,
+                        producer: producer,
+                        logger: logger
+                    )
                 )
             } else if name == "analytics" {
                 let (handler, service) = try await makeAnalytics(
                     environment,
                     config: config,
                     store: store,
+                    producer: producer,
                     registry: registry,
                     logger: logger
                 )
@@ -91,6 +105,7 @@ struct WorkerCommand: AsyncParsableCommand {
                     environment,
                     config: config,
                     store: store,
+                    producer: producer,
                     registry: registry,
                     logger: logger
                 )
@@ -98,12 +113,13 @@ struct WorkerCommand: AsyncParsableCommand {
                 extraServices.append(service)
             }
         }
-        let runtime = try WorkerRuntime(
+        let runtime = WorkerRuntime(
             configuration: config,
             handlers: handlers,
             store: store,
             logger: logger,
-            metrics: WorkerMetrics(handlers: handlers.map(\.name), registry: registry)
+            metrics: WorkerMetrics(handlers: handlers.map(\.name), registry: registry),
+            producer: producer
         )
         let service = WorkerService(runtime: runtime, configuration: config, logger: logger)
         // Start order: the handlers' services (analytics, overflow), then the consumer that
@@ -126,6 +142,7 @@ struct WorkerCommand: AsyncParsableCommand {
         _ environment: EnvironmentReader,
         config: WorkerConfiguration,
         store: any IdempotencyStore,
+        producer: AcknowledgedProducer,
         registry: PrometheusCollectorRegistry,
         logger: Logger
     ) async throws -> (any EventHandler, any Service) {
@@ -158,10 +175,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 logger: logger
             )
         }
-        let output = try AcknowledgedProducer(
-            configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
-            logger: logger
-        )
+        let output = producer
         let engine = AnalyticsEngine(
             configuration: analytics,
             store: store,
@@ -172,7 +186,7 @@ struct WorkerCommand: AsyncParsableCommand {
             workerID: config.workerID,
             logger: logger
         )
-        _ = try await engine.rebuild(nowMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
+        _ = try await engine.rebuild(nowMilliseconds: WallClock.nowMilliseconds())
         return (
             AnalyticsHandler(engine: engine, configuration: analytics),
             AnalyticsService(engine: engine, configuration: analytics, logger: logger)
@@ -185,6 +199,7 @@ struct WorkerCommand: AsyncParsableCommand {
         _ environment: EnvironmentReader,
         config: WorkerConfiguration,
         store: any IdempotencyStore,
+        producer: AcknowledgedProducer,
         registry: PrometheusCollectorRegistry,
         logger: Logger
     ) throws -> (any EventHandler, any Service) {
@@ -207,10 +222,6 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("the overflow handler needs a SQLite or PostgreSQL store (INGEST_STORE_URL)")
         }
         let client = Self.makeGenesysClient(clientConfig, limit: limit, period: period, store: store, logger: logger)
-        let producer = try AcknowledgedProducer(
-            configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
-            logger: logger
-        )
         let controller = OverflowController(
             configuration: overflow,
             api: RoutingAPI(client: client),
@@ -238,9 +249,28 @@ struct WorkerCommand: AsyncParsableCommand {
         )
     }
 
-    /// A Genesys client whose rate budget is counted in the store, shared by every instance
-    /// (and every handler) using the same OAuth client.
+    /// One Genesys client per OAuth client in this process (one token cache, one rate budget),
+    /// whichever handlers use it; the budget is counted in the store, so it is shared with
+    /// every other instance using the same OAuth client too.
+    static let genesysClients = LockedValue<[String: GenesysClient]>([:])
+
     static func makeGenesysClient(
+        _ configuration: GenesysClientConfiguration,
+        limit: Int,
+        period: Int,
+        store: any IdempotencyStore,
+        logger: Logger
+    ) -> GenesysClient {
+        let key = "\(configuration.apiBaseURL)|\(configuration.clientID)"
+        return genesysClients.withLock { clients in
+            if let existing = clients[key] { return existing }
+            let client = newGenesysClient(configuration, limit: limit, period: period, store: store, logger: logger)
+            clients[key] = client
+            return client
+        }
+    }
+
+    private static func newGenesysClient(
         _ configuration: GenesysClientConfiguration,
         limit: Int,
         period: Int,
@@ -264,6 +294,7 @@ struct WorkerCommand: AsyncParsableCommand {
         _ environment: EnvironmentReader,
         config: WorkerConfiguration,
         store: any IdempotencyStore,
+        producer: AcknowledgedProducer,
         logger: Logger
     ) async throws -> any EventHandler {
         let (enrichment, clientConfig, limit, period): (EnrichmentConfiguration, GenesysClientConfiguration, Int, Int)
@@ -273,10 +304,7 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("configuration error: \(error.message)")
         }
         let client = Self.makeGenesysClient(clientConfig, limit: limit, period: period, store: store, logger: logger)
-        let output = try AcknowledgedProducer(
-            configuration: KafkaClientConfiguration(bootstrapServers: config.brokers),
-            logger: logger
-        )
+        let output = producer
         var table: PostgresIdempotencyStore?
         if let url = enrichment.tableURL {
             let t = try PostgresIdempotencyStore(url: url, schema: enrichment.tableSchema)

@@ -35,7 +35,7 @@ struct Overflow: AsyncParsableCommand {
                 print("no queue has had an overflow activation yet")
                 return
             }
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = WallClock.nowMilliseconds()
             for document in states {
                 if json {
                     print(document.body)
