@@ -136,7 +136,7 @@ let package = Package(
         .executableTarget(
             name: "ingestctl",
             dependencies: [
-                "IngestCore", "IngestCrypto", "IngestKafka", "IngestTesting", "IngestLogging", "GenesysSimulator",
+                "IngestCore", "IngestCrypto", "IngestKafka", "IngestLogging", "GenesysSimulator", "IngestHTTPClient",
                 "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

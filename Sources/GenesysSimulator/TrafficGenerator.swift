@@ -278,13 +278,11 @@ public final class TrafficGenerator: Sendable {
     }
 
     private func post(_ body: [UInt8]) async {
-        let mac = OpenSSLHMACSHA256.mac(key: Array(options.secret.utf8), message: body)
         let request = HTTPClientRequest(
             method: "POST",
             url: options.gatewayURL,
-            headers: [
-                ("Content-Type", "application/json"), ("X-Genesys-Signature", "sha256=" + ByteEncoding.encodeHex(mac)),
-            ],
+            headers: [("Content-Type", "application/json")]
+                + RequestSigner.headers(scheme: .genesysHMAC, secret: options.secret, body: body).map { ($0.0, $0.1) },
             body: body,
             timeoutMilliseconds: 10_000
         )

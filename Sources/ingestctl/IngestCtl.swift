@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import GenesysSimulator
 import IngestCore
+import IngestCrypto
+import IngestHTTPClient
 import IngestKafka
-import IngestTesting
 import Logging
 import Synchronization
 
@@ -26,12 +28,12 @@ struct BrokerOptions: ParsableArguments {
     var kafka: KafkaClientConfiguration { KafkaClientConfiguration(bootstrapServers: brokers) }
 }
 
-struct Send: ParsableCommand {
+struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "POST signed Genesys conversation events (EventBridge envelopes) to a gateway."
     )
 
-    @Option(help: "Gateway source URL (http only).") var url: String = "http://127.0.0.1:8080/events/genesys"
+    @Option(help: "Gateway source URL (http:// or https://).") var url: String = "http://127.0.0.1:8080/events/genesys"
     @Option(help: "Auth scheme: \(AuthScheme.allCases.map(\.rawValue).joined(separator: ", ")).")
     var auth: String = "genesys-hmac"
     @Option(help: "Secret (or user:password for basic). Defaults to $INGESTCTL_SECRET.")
@@ -42,38 +44,50 @@ struct Send: ParsableCommand {
     @Option(help: "Approximate body size in bytes.") var size: Int = 1500
     @Option(help: "Send this file's bytes as the body instead of generated events.") var file: String?
 
-    func run() throws {
+    func run() async throws {
         guard let scheme = AuthScheme(rawValue: auth) else { throw ValidationError("unknown auth scheme '\(auth)'") }
         guard let secret = secret ?? ProcessInfo.processInfo.environment["INGESTCTL_SECRET"] else {
             throw ValidationError("give --secret or set INGESTCTL_SECRET")
         }
-        guard let parsed = URLComponents(string: url), parsed.scheme == "http", let host = parsed.host else {
-            throw ValidationError("--url must be an http:// URL")
+        guard let parsed = URLComponents(string: url), parsed.scheme == "http" || parsed.scheme == "https" else {
+            throw ValidationError("--url must be an http:// or https:// URL")
         }
-        let port = parsed.port ?? 80
-        let path = parsed.path.isEmpty ? "/" : parsed.path
         let fixed = try file.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) }
-        let client = try RawHTTPClient(host: host == "localhost" ? "127.0.0.1" : host, port: port)
+        // The process's outbound client: one kept-alive connection, proxies and CAs from the
+        // environment like every other outbound request of the product.
+        let client = HTTPClient.shared
         var statuses: [Int: Int] = [:]
         let start = Date()
         for i in 0..<count {
             let body = fixed ?? EventFactory.conversationEvent(targetSize: size)
-            var headers = EventFactory.authHeaders(
+            let headers = RequestSigner.headers(
                 scheme: scheme,
                 secret: secret,
                 body: body,
                 apiKeyHeader: apiKeyHeader,
                 now: Int64(Date().timeIntervalSince1970)
             )
-            headers.append(("Content-Type", "application/json"))
-            try client.send(RawHTTPClient.request(path: path, headers: headers, body: body))
-            let response = try client.readResponse()
+            let response: HTTPClientResponse
+            do {
+                response = try await client.execute(
+                    HTTPClientRequest(
+                        method: "POST",
+                        url: url,
+                        headers: [("Content-Type", "application/json")] + headers.map { ($0.0, $0.1) },
+                        body: body
+                    )
+                )
+            } catch let error as HTTPClientError {
+                throw ValidationError("cannot reach the gateway: \(error.message)")
+            }
             statuses[response.status, default: 0] += 1
-            if count == 1 || response.status != 202 { print("\(response.status) \(response.bodyText)") }
+            if count == 1 || response.status != 202 {
+                print("\(response.status) \(String(decoding: response.body, as: UTF8.self))")
+            }
             if rate > 0 {
                 let due = start.addingTimeInterval(Double(i + 1) / rate)
                 let wait = due.timeIntervalSinceNow
-                if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+                if wait > 0 { try await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
             }
         }
         let elapsed = Date().timeIntervalSince(start)

@@ -1,6 +1,8 @@
 import Foundation
+import GenesysSimulator
 import IngestAnalytics
 import IngestCore
+import IngestCrypto
 import IngestKafka
 import IngestTesting
 import Synchronization
@@ -19,7 +21,7 @@ struct GatewayEndToEndTests {
             let conversation = EventFactory.uuid()
             let body = EventFactory.conversationEvent(conversationID: conversation, targetSize: 1500)
             let secret = i % 2 == 0 ? GatewayProcess.secrets.primary : GatewayProcess.secrets.secondary
-            var headers = EventFactory.authHeaders(scheme: .genesysHMAC, secret: secret, body: body, base64: i % 3 == 0)
+            var headers = RequestSigner.headers(scheme: .genesysHMAC, secret: secret, body: body, base64: i % 3 == 0)
             headers.append(("Content-Type", "application/json"))
             let r = try gateway.post(body: body, headers: headers)
             #expect(r.status == 202, "\(r.bodyText)")
@@ -51,7 +53,7 @@ struct GatewayEndToEndTests {
         for (file, topic, key) in fixtures {
             for (source, scheme, secret) in schemes {
                 let body = try Fixtures.bytes(file)
-                let headers = EventFactory.authHeaders(
+                let headers = RequestSigner.headers(
                     scheme: scheme,
                     secret: secret,
                     body: body,
@@ -93,11 +95,11 @@ struct GatewayEndToEndTests {
         let broker = try TansuBroker()
         let gateway = try GatewayProcess(brokers: broker.bootstrap)
         let body = EventFactory.conversationEvent()
-        let good = EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
+        let good = RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
 
         var tampered = body
         tampered[10] ^= 1
-        let wrong = EventFactory.authHeaders(scheme: .genesysHMAC, secret: "wrong", body: body)
+        let wrong = RequestSigner.headers(scheme: .genesysHMAC, secret: "wrong", body: body)
         for (b, h, reason) in [
             (tampered, good, "signature_mismatch"), (body, wrong, "signature_mismatch"),
             (body, [], "missing_credentials"), (body, [("X-Genesys-Signature", "md5=abc")], "malformed_credentials"),
@@ -108,7 +110,7 @@ struct GatewayEndToEndTests {
             #expect(r.header("Content-Type") == "application/json")
         }
         // Replayed standard-webhooks message outside the window.
-        let old = EventFactory.authHeaders(
+        let old = RequestSigner.headers(
             scheme: .standardWebhooks,
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             body: body,
@@ -122,7 +124,7 @@ struct GatewayEndToEndTests {
             Array("{\"a\":\"".utf8) + [0xFF, 0xFE] + Array("\"}".utf8),
         ] {
             let text = String(decoding: b, as: UTF8.self)
-            let h = EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: b)
+            let h = RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: b)
             let r = try gateway.post(body: b, headers: h)
             #expect(r.status == 400, "\(text)")
         }
@@ -138,7 +140,7 @@ struct GatewayEndToEndTests {
         let heartbeat = try Fixtures.bytes("websocket.channel.metadata.heartbeat.json")
         let hb = try gateway.post(
             body: heartbeat,
-            headers: EventFactory.authHeaders(
+            headers: RequestSigner.headers(
                 scheme: .genesysHMAC,
                 secret: GatewayProcess.secrets.primary,
                 body: heartbeat
@@ -184,8 +186,37 @@ struct GatewayEndToEndTests {
         #expect(try huge.readResponse().status == 413)
         #expect(gateway.child.isRunning)
         let body = EventFactory.conversationEvent()
-        let h = EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
+        let h = RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
         #expect(try gateway.post(body: body, headers: h).status == 202)
+    }
+
+    /// `ingestctl send` (the operator's sender, through the product's HTTP client) signs each
+    /// event for the chosen scheme; the gateway accepts every one and they all land.
+    @Test func ingestctlSendDeliversSignedEvents() throws {
+        let broker = try TansuBroker()
+        let gateway = try GatewayProcess(brokers: broker.bootstrap)
+        for (path, scheme, secret) in [
+            ("/events/genesys", "genesys-hmac", GatewayProcess.secrets.primary),
+            ("/events/webhooks", "standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ] {
+            let send = try ChildProcess(
+                executable: BuiltProducts.path("ingestctl"),
+                arguments: [
+                    "send", "--url", "http://127.0.0.1:\(gateway.port)\(path)", "--auth", scheme, "--secret", secret,
+                    "--count", "5",
+                ],
+                logName: "ingestctl-send"
+            )
+            #expect(send.waitForExit(timeout: 60) == 0, "\(send.output)")
+            #expect(send.output.contains("202: 5"), "\(send.output)")
+        }
+        let wrong = try ChildProcess(
+            executable: BuiltProducts.path("ingestctl"),
+            arguments: ["send", "--url", "http://127.0.0.1:\(gateway.port)/events/genesys", "--secret", "wrong"],
+            logName: "ingestctl-send"
+        )
+        #expect(wrong.waitForExit(timeout: 60) == 1, "a rejected event fails the command: \(wrong.output)")
+        #expect(try readRecords(broker, expected: 10).count == 10)
     }
 
     @Test func brokerDownAnswers503ThenRecovers() async throws {
@@ -198,7 +229,7 @@ struct GatewayEndToEndTests {
             let body = EventFactory.conversationEvent()
             return try gateway.post(
                 body: body,
-                headers: EventFactory.authHeaders(
+                headers: RequestSigner.headers(
                     scheme: .genesysHMAC,
                     secret: GatewayProcess.secrets.primary,
                     body: body
@@ -312,7 +343,7 @@ func runLoad(port: Int, clients: Int, seconds: Double, interrupt: @escaping @Sen
         let body = EventFactory.conversationEvent(targetSize: 1500)
         return RawHTTPClient.request(
             path: "/events/genesys",
-            headers: EventFactory.authHeaders(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body),
+            headers: RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body),
             body: body
         )
     }
