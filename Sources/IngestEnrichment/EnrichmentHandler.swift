@@ -70,13 +70,13 @@ public final class EnrichmentHandler: EventHandler {
     let configuration: EnrichmentConfiguration
     let fetcher: DetailsBatcher
     let output: AcknowledgedProducer
-    let table: PostgresIdempotencyStore?
+    let table: EnrichedConversationTable?
 
     public init(
         configuration: EnrichmentConfiguration,
         client: GenesysClient,
         output: AcknowledgedProducer,
-        table: PostgresIdempotencyStore? = nil
+        table: EnrichedConversationTable? = nil
     ) {
         self.configuration = configuration
         self.table = table

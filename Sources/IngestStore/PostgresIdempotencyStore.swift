@@ -17,14 +17,22 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
     private let queue = DispatchQueue(label: "genesys-ingest.store.postgres")
     private let url: String
     private let schema: String
+    private let migrates: Bool
 
     public static let schemaVersion = 4
 
     /// Connects to `url` (a libpq URI such as `postgres://user:pw@host:5432/db`) and creates
     /// or migrates the tables in `schema`.
-    public init(url: String, schema: String = "public") throws(StoreError) {
+    public convenience init(url: String, schema: String = "public") throws(StoreError) {
+        try self.init(url: url, schema: schema, migrate: true)
+    }
+
+    /// - Parameter migrate: false for a connection that only reads and writes its own tables
+    ///   (the enrichment table in a reporting database gets no idempotency tables).
+    init(url: String, schema: String, migrate: Bool) throws(StoreError) {
         self.url = url
         self.schema = schema
+        self.migrates = migrate
         guard schema.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
             throw StoreError("PostgreSQL schema name '\(schema)' may contain only letters, digits and _")
         }
@@ -60,6 +68,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
         try execute("SET client_min_messages TO warning")
         try execute("CREATE SCHEMA IF NOT EXISTS \(schema)")
         try execute("SET search_path = \(schema)")
+        guard migrates else { return }
         // Serialise concurrent migrations from several workers starting at once.
         try execute("SELECT pg_advisory_lock(727274)")
         defer { try? execute("SELECT pg_advisory_unlock(727274)") }

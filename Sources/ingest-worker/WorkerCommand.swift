@@ -305,11 +305,9 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let client = Self.makeGenesysClient(clientConfig, limit: limit, period: period, store: store, logger: logger)
         let output = producer
-        var table: PostgresIdempotencyStore?
+        var table: EnrichedConversationTable?
         if let url = enrichment.tableURL {
-            let t = try PostgresIdempotencyStore(url: url, schema: enrichment.tableSchema)
-            try await t.prepareEnrichedConversations()
-            table = t
+            table = try await EnrichedConversationTable(url: url, schema: enrichment.tableSchema)
         }
         return EnrichmentHandler(configuration: enrichment, client: client, output: output, table: table)
     }

@@ -130,8 +130,11 @@ struct EnrichmentTests {
         #expect(stats.rateLimited == 0)
         #expect(stats.apiRequests < 30, "multi-get batches (\(stats.apiRequests) requests)")
         if let postgres {
-            let table = try PostgresIdempotencyStore(url: postgres, schema: schema)
+            let table = try await EnrichedConversationTable(url: postgres, schema: schema)
             #expect(try await table.enrichedConversationCount() == 30, "one row per conversation")
+            // A reporting database gets only the enrichment table, none of the worker's.
+            let tables = try await table.tablesInSchema()
+            #expect(tables == ["enriched_conversations"], "\(tables)")
             await table.close()
         }
         _ = gateway
