@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IngestAnalytics
 import IngestCore
+import IngestKafka
 
 /// `ingestctl bench-analytics`: events/s through the wait-time aggregation on one core and
 /// sketch memory per queue and window (Scripts/bench-analytics runs it on a release build).
@@ -63,5 +64,50 @@ struct BenchAnalytics: ParsableCommand {
             )
         )
         print("sketch state per queue: 5-min window \(bytes[5]!) B, 15-min \(bytes[15]!) B, 60-min \(bytes[60]!) B")
+    }
+}
+
+/// `ingestctl bench-consume`: the ceiling for the worker benchmark — librdkafka consuming the
+/// topic in a consumer group (the worker's consumer and batch size) and doing nothing else.
+/// The clock starts at the first record (the group join is excluded), as in the worker run.
+struct BenchConsume: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-consume",
+        abstract: "Measure the consume-only ceiling: events/s of a consumer group that does nothing."
+    )
+
+    @OptionGroup var broker: BrokerOptions
+    @Option(help: "Topic.") var topic: String = "genesys.raw.conversation"
+    @Option(help: "Records to read.") var count: Int = 200_000
+    @Option(help: "Records per poll (the worker's INGEST_WORKER_BATCH_SIZE).") var batch: Int = 1000
+    @Option(help: "Extra librdkafka properties, k=v,k=v (as INGEST_KAFKA_CONSUMER_PROPERTIES).")
+    var properties: String = "max.poll.interval.ms=7000,session.timeout.ms=6000"
+
+    func run() throws {
+        var kafka = broker.kafka
+        for pair in properties.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingASCIIWhitespace() }
+            guard kv.count == 2 else { throw ValidationError("--properties wants k=v pairs, got '\(pair)'") }
+            kafka.properties[kv[0]] = kv[1]
+        }
+        let consumer = try KafkaGroupConsumer(
+            configuration: kafka,
+            groupID: "bench-consume-\(UUID().uuidString.prefix(8))",
+            topics: [topic]
+        )
+        defer { consumer.close() }
+        let clock = ContinuousClock()
+        var read = 0
+        var started: ContinuousClock.Instant?
+        let deadline = clock.now + .seconds(600)
+        while read < count && clock.now < deadline {
+            let (records, _) = consumer.poll(maxRecords: batch, timeoutMilliseconds: 100)
+            if !records.isEmpty && started == nil { started = clock.now }
+            read += records.count
+        }
+        guard let started, read >= count else { throw ValidationError("read only \(read) of \(count) records") }
+        let seconds = Double((clock.now - started).components.attoseconds) / 1e18
+            + Double((clock.now - started).components.seconds)
+        print(String(format: "consumed %d records in %.2f s: %.0f events/s", read, seconds, Double(read) / seconds))
     }
 }
