@@ -76,42 +76,28 @@ struct WorkerCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         var handlers: [any EventHandler] = []
         var extraServices: [any Service] = []
+        // What every feature of this process shares.
+        let context = FeatureContext(
+            environment: environment,
+            config: config,
+            store: store,
+            producer: producer,
+            registry: registry,
+            logger: logger
+        )
         for name in config.handlers {
-            if let builtIn = WorkerService.makeBuiltInHandler(name, config) {
-                handlers.append(builtIn)
-            } else if name == "enrich" {
-                handlers.append(
-                    try await makeEnrichmentHandler(
-                        environment,
-                        config: config,
-                        store: store,
-                        producer: producer,
-                        logger: logger
-                    )
-                )
-            } else if name == "analytics" {
-                let (handler, service) = try await makeAnalytics(
-                    environment,
-                    config: config,
-                    store: store,
-                    producer: producer,
-                    registry: registry,
-                    logger: logger
-                )
-                handlers.append(handler)
-                extraServices.append(service)
-            } else if name == "overflow" {
-                let (handler, service) = try makeOverflow(
-                    environment,
-                    config: config,
-                    store: store,
-                    producer: producer,
-                    registry: registry,
-                    logger: logger
-                )
-                handlers.append(handler)
-                extraServices.append(service)
+            let feature: (handler: any EventHandler, service: (any Service)?)
+            switch name {
+            case "enrich": feature = (try await makeEnrichmentHandler(context), nil)
+            case "analytics": feature = try await makeAnalytics(context)
+            case "overflow": feature = try makeOverflow(context)
+            default:
+                // WorkerConfiguration accepts only known names; the rest are built in.
+                guard let builtIn = WorkerService.makeBuiltInHandler(name, config) else { continue }
+                feature = (builtIn, nil)
             }
+            handlers.append(feature.handler)
+            if let service = feature.service { extraServices.append(service) }
         }
         let runtime = WorkerRuntime(
             configuration: config,
@@ -138,14 +124,11 @@ struct WorkerCommand: AsyncParsableCommand {
 
     /// The analytics handler and the service that evaluates it; its state is rebuilt from the
     /// store before consumption starts.
-    private func makeAnalytics(
-        _ environment: EnvironmentReader,
-        config: WorkerConfiguration,
-        store: any IdempotencyStore,
-        producer: AcknowledgedProducer,
-        registry: PrometheusCollectorRegistry,
-        logger: Logger
-    ) async throws -> (any EventHandler, any Service) {
+    private func makeAnalytics(_ context: FeatureContext) async throws -> (any EventHandler, any Service) {
+        let (environment, config, store, producer, logger) = (
+            context.environment, context.config, context.store, context.producer, context.logger
+        )
+        let registry = context.registry
         let analytics: AnalyticsConfiguration
         do {
             analytics = try AnalyticsConfiguration(environment: environment)
@@ -195,14 +178,11 @@ struct WorkerCommand: AsyncParsableCommand {
 
     /// The overflow handler and the controller's service; the configuration is validated (no
     /// overflow loop, enough target capacity) before anything starts.
-    private func makeOverflow(
-        _ environment: EnvironmentReader,
-        config: WorkerConfiguration,
-        store: any IdempotencyStore,
-        producer: AcknowledgedProducer,
-        registry: PrometheusCollectorRegistry,
-        logger: Logger
-    ) throws -> (any EventHandler, any Service) {
+    private func makeOverflow(_ context: FeatureContext) throws -> (any EventHandler, any Service) {
+        let (environment, config, store, producer, logger) = (
+            context.environment, context.config, context.store, context.producer, context.logger
+        )
+        let registry = context.registry
         let settings: OverflowSettings
         let overflow: OverflowConfiguration
         let clientConfig: GenesysClientConfiguration
@@ -290,13 +270,10 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     /// The enrich handler: a Genesys client whose rate budget is shared through the store.
-    private func makeEnrichmentHandler(
-        _ environment: EnvironmentReader,
-        config: WorkerConfiguration,
-        store: any IdempotencyStore,
-        producer: AcknowledgedProducer,
-        logger: Logger
-    ) async throws -> any EventHandler {
+    private func makeEnrichmentHandler(_ context: FeatureContext) async throws -> any EventHandler {
+        let (environment, store, producer, logger) = (
+            context.environment, context.store, context.producer, context.logger
+        )
         let (enrichment, clientConfig, limit, period): (EnrichmentConfiguration, GenesysClientConfiguration, Int, Int)
         do {
             (enrichment, clientConfig, limit, period) = try EnrichmentConfiguration.from(environment: environment)
@@ -311,4 +288,15 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         return EnrichmentHandler(configuration: enrichment, client: client, output: output, table: table)
     }
+}
+
+/// What the features of one worker process share: its configuration, its store, its one
+/// producer and its metrics registry.
+struct FeatureContext {
+    let environment: EnvironmentReader
+    let config: WorkerConfiguration
+    let store: any IdempotencyStore
+    let producer: AcknowledgedProducer
+    let registry: PrometheusCollectorRegistry
+    let logger: Logger
 }

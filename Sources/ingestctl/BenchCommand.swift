@@ -106,7 +106,8 @@ struct BenchConsume: ParsableCommand {
             read += records.count
         }
         guard let started, read >= count else { throw ValidationError("read only \(read) of \(count) records") }
-        let seconds = Double((clock.now - started).components.attoseconds) / 1e18
+        let seconds =
+            Double((clock.now - started).components.attoseconds) / 1e18
             + Double((clock.now - started).components.seconds)
         print(String(format: "consumed %d records in %.2f s: %.0f events/s", read, seconds, Double(read) / seconds))
     }
