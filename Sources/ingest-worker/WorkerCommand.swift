@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import GenesysAPI
 import IngestAnalytics
 import IngestCore
 import IngestEnrichment
@@ -77,24 +76,28 @@ struct WorkerCommand: AsyncParsableCommand {
         var handlers: [any EventHandler] = []
         var extraServices: [any Service] = []
         // What every feature of this process shares.
-        let context = FeatureContext(
+        let context = WorkerFeatureContext(
             environment: environment,
-            config: config,
+            configuration: config,
             store: store,
             producer: producer,
             registry: registry,
             logger: logger
         )
         for name in config.handlers {
-            let feature: (handler: any EventHandler, service: (any Service)?)
-            switch name {
-            case "enrich": feature = (try await makeEnrichmentHandler(context), nil)
-            case "analytics": feature = try await makeAnalytics(context)
-            case "overflow": feature = try makeOverflow(context)
-            default:
-                // WorkerConfiguration accepts only known names; the rest are built in.
-                guard let builtIn = WorkerService.makeBuiltInHandler(name, config) else { continue }
-                feature = (builtIn, nil)
+            let feature: WorkerFeature
+            do {
+                switch name {
+                case "enrich": feature = try await EnrichmentFeature.make(context)
+                case "analytics": feature = try await AnalyticsFeature.make(context)
+                case "overflow": feature = try OverflowFeature.make(context)
+                default:
+                    // WorkerConfiguration accepts only known names; the rest are built in.
+                    guard let builtIn = WorkerService.makeBuiltInHandler(name, config) else { continue }
+                    feature = WorkerFeature(handler: builtIn)
+                }
+            } catch let error as ConfigurationError {
+                throw ValidationError("configuration error: \(error.message)")
             }
             handlers.append(feature.handler)
             if let service = feature.service { extraServices.append(service) }
@@ -121,182 +124,4 @@ struct WorkerCommand: AsyncParsableCommand {
         )
         try await group.run()
     }
-
-    /// The analytics handler and the service that evaluates it; its state is rebuilt from the
-    /// store before consumption starts.
-    private func makeAnalytics(_ context: FeatureContext) async throws -> (any EventHandler, any Service) {
-        let (environment, config, store, producer, logger) = (
-            context.environment, context.config, context.store, context.producer, context.logger
-        )
-        let registry = context.registry
-        let analytics: AnalyticsConfiguration
-        do {
-            analytics = try AnalyticsConfiguration(environment: environment)
-        } catch {
-            throw ValidationError("configuration error: \(error.message)")
-        }
-        let metrics = AnalyticsMetrics(registry: registry)
-        var pagerDuty: PagerDutyNotifier?
-        if let key = analytics.pagerDutyRoutingKey, let url = URL(string: analytics.pagerDutyURL) {
-            pagerDuty = PagerDutyNotifier(
-                url: url,
-                routingKey: key,
-                source: "genesys-ingest/\(config.workerID)",
-                metrics: metrics,
-                logger: logger
-            )
-        } else if !analytics.alertRules.isEmpty {
-            logger.warning("alert rules are configured but INGEST_PAGERDUTY_ROUTING_KEY is not: alerts are only logged")
-        }
-        var tsdb: TSDBExporter?
-        if let text = analytics.tsdbURL, let url = URL(string: text) {
-            tsdb = TSDBExporter(
-                url: url,
-                token: analytics.tsdbToken,
-                capacity: analytics.tsdbBufferPoints,
-                metrics: metrics,
-                logger: logger
-            )
-        }
-        let output = producer
-        let engine = AnalyticsEngine(
-            configuration: analytics,
-            store: store,
-            output: output,
-            pagerDuty: pagerDuty,
-            tsdb: tsdb,
-            metrics: metrics,
-            workerID: config.workerID,
-            logger: logger
-        )
-        _ = try await engine.rebuild(nowMilliseconds: WallClock.nowMilliseconds())
-        return (
-            AnalyticsHandler(engine: engine, configuration: analytics),
-            AnalyticsService(engine: engine, configuration: analytics, logger: logger)
-        )
-    }
-
-    /// The overflow handler and the controller's service; the configuration is validated (no
-    /// overflow loop, enough target capacity) before anything starts.
-    private func makeOverflow(_ context: FeatureContext) throws -> (any EventHandler, any Service) {
-        let (environment, config, store, producer, logger) = (
-            context.environment, context.config, context.store, context.producer, context.logger
-        )
-        let registry = context.registry
-        let settings: OverflowSettings
-        let overflow: OverflowConfiguration
-        let clientConfig: GenesysClientConfiguration
-        let limit: Int
-        let period: Int
-        do {
-            settings = try OverflowSettings(environment: environment)
-            overflow = try settings.load { try Data(contentsOf: URL(fileURLWithPath: $0)) }
-            (clientConfig, limit, period) = try GenesysClientConfiguration.from(
-                environment: environment,
-                purpose: "the overflow handler"
-            )
-        } catch {
-            throw ValidationError("configuration error: \(error.message)")
-        }
-        guard let documents = store as? any DocumentStore else {
-            throw ValidationError("the overflow handler needs a SQLite or PostgreSQL store (INGEST_STORE_URL)")
-        }
-        let client = Self.makeGenesysClient(clientConfig, limit: limit, period: period, store: store, logger: logger)
-        let controller = OverflowController(
-            configuration: overflow,
-            api: RoutingAPI(client: client),
-            store: documents,
-            audit: OverflowAudit(
-                producer: producer,
-                topic: settings.auditTopic,
-                webhook: settings.auditWebhookURL.flatMap(URL.init(string:)),
-                logger: logger
-            ),
-            metrics: OverflowMetrics(registry: registry, queueIDs: overflow.queues.map(\.queueId)),
-            owner: config.workerID,
-            logger: logger,
-            stepDelay: .milliseconds(settings.stepDelayMilliseconds)
-        )
-        logger.info(
-            "overflow controller configured",
-            metadata: [
-                "overflow.queues": "\(overflow.queues.map(\.label))", "overflow.dry_run": "\(overflow.dryRun)",
-            ]
-        )
-        return (
-            OverflowHandler(controller: controller, metricsTopic: settings.metricsTopic),
-            OverflowService(controller: controller, logger: logger)
-        )
-    }
-
-    /// One Genesys client per OAuth client in this process (one token cache, one rate budget),
-    /// whichever handlers use it; the budget is counted in the store, so it is shared with
-    /// every other instance using the same OAuth client too.
-    static let genesysClients = LockedValue<[String: GenesysClient]>([:])
-
-    static func makeGenesysClient(
-        _ configuration: GenesysClientConfiguration,
-        limit: Int,
-        period: Int,
-        store: any IdempotencyStore,
-        logger: Logger
-    ) -> GenesysClient {
-        let key = "\(configuration.apiBaseURL)|\(configuration.clientID)"
-        return genesysClients.withLock { clients in
-            if let existing = clients[key] { return existing }
-            let client = newGenesysClient(configuration, limit: limit, period: period, store: store, logger: logger)
-            clients[key] = client
-            return client
-        }
-    }
-
-    private static func newGenesysClient(
-        _ configuration: GenesysClientConfiguration,
-        limit: Int,
-        period: Int,
-        store: any IdempotencyStore,
-        logger: Logger
-    ) -> GenesysClient {
-        GenesysClient(
-            configuration: configuration,
-            budget: SharedRateBudget(
-                store: (store as? any RateBudgetStore) ?? InMemoryRateBudgetStore(),
-                bucket: configuration.clientID,
-                limit: limit,
-                periodSeconds: Double(period)
-            ),
-            logger: logger
-        )
-    }
-
-    /// The enrich handler: a Genesys client whose rate budget is shared through the store.
-    private func makeEnrichmentHandler(_ context: FeatureContext) async throws -> any EventHandler {
-        let (environment, store, producer, logger) = (
-            context.environment, context.store, context.producer, context.logger
-        )
-        let (enrichment, clientConfig, limit, period): (EnrichmentConfiguration, GenesysClientConfiguration, Int, Int)
-        do {
-            (enrichment, clientConfig, limit, period) = try EnrichmentConfiguration.from(environment: environment)
-        } catch {
-            throw ValidationError("configuration error: \(error.message)")
-        }
-        let client = Self.makeGenesysClient(clientConfig, limit: limit, period: period, store: store, logger: logger)
-        let output = producer
-        var table: EnrichedConversationTable?
-        if let url = enrichment.tableURL {
-            table = try await EnrichedConversationTable(url: url, schema: enrichment.tableSchema)
-        }
-        return EnrichmentHandler(configuration: enrichment, client: client, output: output, table: table)
-    }
-}
-
-/// What the features of one worker process share: its configuration, its store, its one
-/// producer and its metrics registry.
-struct FeatureContext {
-    let environment: EnvironmentReader
-    let config: WorkerConfiguration
-    let store: any IdempotencyStore
-    let producer: AcknowledgedProducer
-    let registry: PrometheusCollectorRegistry
-    let logger: Logger
 }
