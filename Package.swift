@@ -27,8 +27,8 @@ let package = Package(
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
 
         // The shared vocabulary, pure (no I/O, imports no project module): envelope inspection,
-        // idempotency keys, queue observation events, auth schemes, HTTP/1.1 codec, configuration,
-        // store protocols, header names. Layering is checked by Scripts/check-architecture.
+        // idempotency keys, queue observation events, auth schemes, configuration, store
+        // protocols, header names. Layering is checked by Scripts/check-architecture.
         .target(name: "IngestCore"),
         // The only importer of COpenSSL.
         .target(name: "IngestCrypto", dependencies: ["COpenSSL", "IngestCore"]),
@@ -73,7 +73,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Dispatch event loops over epoll, listener, connections.
+        // The HTTP/1.1 codec (pure) and the Dispatch event loops over epoll, listener, connections.
         .target(
             name: "IngestHTTP",
             dependencies: ["CSystemShims", "IngestCore", .product(name: "Logging", package: "swift-log")]

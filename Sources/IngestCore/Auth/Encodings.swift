@@ -8,7 +8,7 @@ public enum ByteEncoding {
         out.reserveCapacity(utf8.count / 2)
         var i = 0
         while i < utf8.count {
-            guard let hi = HTTPRequestParser.hexValue(utf8[i]), let lo = HTTPRequestParser.hexValue(utf8[i + 1]) else {
+            guard let hi = ASCII.hexValue(utf8[i]), let lo = ASCII.hexValue(utf8[i + 1]) else {
                 return nil
             }
             out.append(UInt8(hi << 4 | lo))

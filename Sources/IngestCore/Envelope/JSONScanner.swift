@@ -188,7 +188,7 @@ private struct ScanState {
                     index += 2
                 case UInt8(ascii: "u"):
                     guard index + 5 < bytes.count else { throw .syntax(offset: index) }
-                    for k in 2...5 where HTTPRequestParser.hexValue(bytes[index + k]) == nil {
+                    for k in 2...5 where ASCII.hexValue(bytes[index + k]) == nil {
                         throw .syntax(offset: index + k)
                     }
                     index += 6
@@ -287,7 +287,7 @@ private struct ScanState {
             case UInt8(ascii: "t"): scalar = 9
             case UInt8(ascii: "u"):
                 scalar = 0
-                for k in 0..<4 { scalar = scalar * 16 + UInt32(HTTPRequestParser.hexValue(raw[i + k]) ?? 0) }
+                for k in 0..<4 { scalar = scalar * 16 + UInt32(ASCII.hexValue(raw[i + k]) ?? 0) }
                 i += 4
             default: scalar = UInt32(e)
             }
@@ -316,24 +316,24 @@ private struct ScanState {
     mutating func parseNumber() throws(JSONScanError) {
         let start = index
         if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-        guard index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) else { throw .syntax(offset: start) }
+        guard index < bytes.count, ASCII.isDigit(bytes[index]) else { throw .syntax(offset: start) }
         if bytes[index] == UInt8(ascii: "0") {
             index += 1
         } else {
-            while index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) { index += 1 }
+            while index < bytes.count, ASCII.isDigit(bytes[index]) { index += 1 }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             index += 1
-            guard index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) else { throw .syntax(offset: index) }
-            while index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) { index += 1 }
+            guard index < bytes.count, ASCII.isDigit(bytes[index]) else { throw .syntax(offset: index) }
+            while index < bytes.count, ASCII.isDigit(bytes[index]) { index += 1 }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             index += 1
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
                 index += 1
             }
-            guard index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) else { throw .syntax(offset: index) }
-            while index < bytes.count, HTTPRequestParser.isDigit(bytes[index]) { index += 1 }
+            guard index < bytes.count, ASCII.isDigit(bytes[index]) else { throw .syntax(offset: index) }
+            while index < bytes.count, ASCII.isDigit(bytes[index]) { index += 1 }
         }
     }
 }
