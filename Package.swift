@@ -136,7 +136,7 @@ let package = Package(
         .executableTarget(
             name: "ingestctl",
             dependencies: [
-                "IngestCore", "IngestCrypto", "IngestKafka", "IngestLogging", "GenesysSimulator", "IngestHTTPClient",
+                "IngestCore", "IngestCrypto", "IngestKafka", "GenesysSimulator", "IngestHTTPClient",
                 "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -172,6 +172,7 @@ let package = Package(
             dependencies: [
                 "IngestGateway", "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestCrypto",
                 "IngestTesting", "IngestAnalytics", "GenesysSimulator", "IngestOverflow", "GenesysAPI",
+                "IngestEnrichment", "IngestHTTPClient",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

@@ -25,14 +25,13 @@ public struct EnrichmentConfiguration: Sendable {
 
     public init() {}
 
-    public static let variableNames = [
-        "INGEST_GENESYS_REGION", "INGEST_GENESYS_API_URL", "INGEST_GENESYS_LOGIN_URL", "INGEST_GENESYS_CLIENT_ID",
-        "INGEST_GENESYS_CLIENT_SECRET", "INGEST_GENESYS_CLIENT_SECRET_FILE", "INGEST_GENESYS_RATE_LIMIT",
-        "INGEST_ENRICH_TOPIC_TYPES", "INGEST_ENRICH_OUTPUT_TOPIC", "INGEST_ENRICH_BATCH_WINDOW_MS",
-        "INGEST_ENRICH_RETRY_DELAY_MS", "INGEST_ENRICH_TABLE_URL", "INGEST_ENRICH_TABLE_SCHEMA",
-        "INGEST_ENRICH_BATCH_SIZE",
-        "INGEST_GENESYS_RATE_PERIOD_SECONDS",
-    ]
+    /// Every variable the enrich handler reads (its own and the Genesys client's).
+    public static let variableNames =
+        [
+            "INGEST_ENRICH_TOPIC_TYPES", "INGEST_ENRICH_OUTPUT_TOPIC", "INGEST_ENRICH_BATCH_WINDOW_MS",
+            "INGEST_ENRICH_RETRY_DELAY_MS", "INGEST_ENRICH_TABLE_URL", "INGEST_ENRICH_TABLE_SCHEMA",
+            "INGEST_ENRICH_BATCH_SIZE",
+        ] + GenesysClientConfiguration.variableNames
 
     /// Reads the enrichment settings and the Genesys client from the environment.
     public static func from(

@@ -34,9 +34,6 @@ public struct HTTPResponder: @unchecked Sendable {
         connection.respond(sequence: sequence, response)
     }
 
-    /// Whether the client is still connected (a response to a closed connection is dropped).
-    public var isConnectionOpen: Bool { !connection.isClosed }
-
     /// Closes the connection without answering (fault injection in simulators).
     public func abortConnection() {
         connection.close()

@@ -105,6 +105,12 @@ public struct HTTPClientConfiguration: Sendable, Equatable {
         self.userAgent = userAgent
     }
 
+    public static let variableNames = [
+        "INGEST_HTTP_CLIENT_CA_FILE", "INGEST_HTTP_CLIENT_CONNECT_TIMEOUT_MS", "INGEST_HTTP_CLIENT_TIMEOUT_MS",
+        "INGEST_HTTP_CLIENT_MAX_CONNECTIONS_PER_HOST", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+        "NO_PROXY", "no_proxy",
+    ]
+
     /// `INGEST_HTTP_CLIENT_CA_FILE`, `INGEST_HTTP_CLIENT_CONNECT_TIMEOUT_MS`,
     /// `INGEST_HTTP_CLIENT_TIMEOUT_MS`, `INGEST_HTTP_CLIENT_MAX_CONNECTIONS_PER_HOST`, and the
     /// proxy variables (``ProxySettings``).

@@ -36,8 +36,6 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     /// The local producer queue is full (`queue.buffering.max.messages` reached).
     public var isQueueFull: Bool { code == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue }
-    /// The message was not acknowledged before `message.timeout.ms`.
-    public var isMessageTimedOut: Bool { code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT.rawValue }
     /// librdkafka lost every broker connection.
     public var isAllBrokersDown: Bool { code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN.rawValue }
 

@@ -110,11 +110,6 @@ public final class KafkaGroupConsumer: @unchecked Sendable {
         _ = rd_kafka_offsets_store(handle, list)
     }
 
-    /// Commits stored offsets now (blocking).
-    public func commit() {
-        _ = rd_kafka_commit(handle, nil, 0)
-    }
-
     /// The partitions currently assigned to this member.
     public func assignment() -> [PartitionOffset] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?

@@ -19,6 +19,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
     private let schema: String
     private let migrates: Bool
 
+    /// The schema version the migrations below bring a store to.
     public static let schemaVersion = 4
 
     /// Connects to `url` (a libpq URI such as `postgres://user:pw@host:5432/db`) and creates
@@ -109,7 +110,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
                 body TEXT NOT NULL,
                 PRIMARY KEY (kind, key)
             );
-            UPDATE ingest_schema_version SET version = 4 WHERE version < 4;
+            UPDATE ingest_schema_version SET version = \(Self.schemaVersion) WHERE version < \(Self.schemaVersion);
             """
         )
     }
@@ -205,6 +206,11 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
             "DELETE FROM ingest_dedup WHERE dedup_key = ANY($1::text[]) AND owner = $2 AND state = 'claimed'",
             [Self.arrayLiteral(keys), owner]
         )
+    }
+
+    /// The schema version this store is at (``schemaVersion`` once opened).
+    public func storedSchemaVersion() async throws -> Int {
+        Int(try await query("SELECT max(version) FROM ingest_schema_version", []).first?[0] ?? "0") ?? 0
     }
 
     public func purge(nowMilliseconds now: Int64) async throws -> Int {

@@ -18,6 +18,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, Do
     public let path: String
     private var isClosed = false
 
+    /// The `user_version` the migrations below bring a store to (the last step sets it).
     public static let schemaVersion = 4
 
     /// Opens (creating and migrating when needed) the database at `path`.
@@ -335,6 +336,11 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, Do
                 }
             }
         }
+    }
+
+    /// The schema version this store is at (``schemaVersion`` once opened).
+    public func storedSchemaVersion() async throws -> Int {
+        try await run { () throws(StoreError) -> Int in try self.queryInt("PRAGMA user_version") }
     }
 
     public func purge(nowMilliseconds now: Int64) async throws -> Int {

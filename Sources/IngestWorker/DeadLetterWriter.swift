@@ -3,28 +3,6 @@ import IngestKafka
 import Logging
 import Synchronization
 
-/// Header names on dead-letter records (the original headers are kept too).
-public enum DeadLetterHeader {
-    public static let originTopic = "dlq-origin-topic"
-    public static let originPartition = "dlq-origin-partition"
-    public static let originOffset = "dlq-origin-offset"
-    public static let originTimestamp = "dlq-origin-timestamp"
-    public static let consumerGroup = "dlq-consumer-group"
-    public static let handler = "dlq-handler"
-    public static let attempts = "dlq-attempts"
-    public static let errorClass = "dlq-error-class"
-    public static let errorMessage = "dlq-error-message"
-    public static let firstFailureAt = "dlq-first-failure-at"
-    public static let lastFailureAt = "dlq-last-failure-at"
-    /// Set by `ingestctl dlq replay` on records it re-publishes to the origin topic.
-    public static let replayedFrom = "dlq-replayed-from"
-
-    public static let all: Set<String> = [
-        originTopic, originPartition, originOffset, originTimestamp, consumerGroup, handler, attempts, errorClass,
-        errorMessage, firstFailureAt, lastFailureAt,
-    ]
-}
-
 /// Why an event is dead-lettered.
 public struct DeadLetterReason: Sendable {
     public var handler: String

@@ -221,7 +221,7 @@ public final class WorkerRuntime: @unchecked Sendable {
 
     private struct WorkItem: Sendable {
         var index: Int
-        var event: WorkerEvent?
+        var event: WorkerEvent
         var handler: Int
         var claimKey: String
     }
@@ -440,7 +440,7 @@ public final class WorkerRuntime: @unchecked Sendable {
 
     /// Runs one handler for one event, applying the failure classes.
     private func runItem(_ item: WorkItem, claim: ClaimOutcome) async -> ItemResult {
-        guard let event = item.event else { return .unfinished }
+        let event = item.event
         let handler = handlers[item.handler]
         var claim = claim
         // Someone else holds a live lease: wait for it to complete or expire, then look again.

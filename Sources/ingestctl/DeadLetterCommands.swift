@@ -107,7 +107,7 @@ struct DLQ: ParsableCommand {
             print("LOCATION\tORIGIN\tCLASS\tATTEMPTS\tLAST FAILURE\tKEY\tERROR")
             for r in records {
                 let origin =
-                    "\(r.header("dlq-origin-topic") ?? "?")/\(r.header("dlq-origin-partition") ?? "?")@\(r.header("dlq-origin-offset") ?? "?")"
+                    "\(r.header(DeadLetterHeader.originTopic) ?? "?")/\(r.header("dlq-origin-partition") ?? "?")@\(r.header("dlq-origin-offset") ?? "?")"
                 print(
                     [
                         "\(r.topic)/\(r.partition)@\(r.offset)", origin, r.header("dlq-error-class") ?? "-",
@@ -176,7 +176,9 @@ struct DLQ: ParsableCommand {
             let records = try filters.read(broker)
             if dryRun {
                 for r in records {
-                    print("would replay \(r.topic)/\(r.partition)@\(r.offset) → \(r.header("dlq-origin-topic") ?? "?")")
+                    print(
+                        "would replay \(r.topic)/\(r.partition)@\(r.offset) → \(r.header(DeadLetterHeader.originTopic) ?? "?")"
+                    )
                 }
                 print("dry run: \(records.count) record(s) would be replayed; nothing published")
                 return
@@ -193,9 +195,13 @@ struct DLQ: ParsableCommand {
             )
             let start = Date()
             for (i, r) in records.enumerated() {
-                guard let origin = r.header("dlq-origin-topic") else { continue }
-                var headers = r.headers.filter { !$0.name.hasPrefix("dlq-") }
-                headers.append(KafkaHeader(name: "dlq-replayed-from", string: "\(r.topic)/\(r.partition)@\(r.offset)"))
+                guard let origin = r.header(DeadLetterHeader.originTopic) else { continue }
+                var headers = r.headers.filter {
+                    !DeadLetterHeader.all.contains($0.name) && $0.name != DeadLetterHeader.replayedFrom
+                }
+                headers.append(
+                    KafkaHeader(name: DeadLetterHeader.replayedFrom, string: "\(r.topic)/\(r.partition)@\(r.offset)")
+                )
                 try producer.produce(topic: origin, key: r.key, value: r.value, headers: headers, token: UInt64(i + 1))
                 progress(i + 1, records.count)
                 if rate > 0 {

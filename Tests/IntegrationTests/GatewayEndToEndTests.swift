@@ -3,7 +3,10 @@ import GenesysSimulator
 import IngestAnalytics
 import IngestCore
 import IngestCrypto
+import IngestEnrichment
+import IngestHTTPClient
 import IngestKafka
+import IngestOverflow
 import IngestTesting
 import Synchronization
 import Testing
@@ -308,7 +311,8 @@ struct GatewayEndToEndTests {
         #expect(!names.isEmpty)
         let known = Set(
             GatewayConfiguration.variableNames + WorkerConfiguration.variableNames
-                + AnalyticsConfiguration.variableNames
+                + AnalyticsConfiguration.variableNames + EnrichmentConfiguration.variableNames
+                + OverflowSettings.variableNames + HTTPClientConfiguration.variableNames
         )
         let sourceNames = ["GENESYS", "EVENTBRIDGE", "OPENMSG"]
         for name in names {

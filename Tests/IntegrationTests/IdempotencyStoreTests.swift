@@ -164,6 +164,20 @@ struct IdempotencyStoreTests {
     }
 
     @Test(arguments: StoreKind.available)
+    func migrationsReachTheDeclaredSchemaVersion(kind: StoreKind) async throws {
+        let store = try kind.make().store
+        switch store {
+        case let s as SQLiteIdempotencyStore:
+            #expect(try await s.storedSchemaVersion() == SQLiteIdempotencyStore.schemaVersion)
+        case let p as PostgresIdempotencyStore:
+            #expect(try await p.storedSchemaVersion() == PostgresIdempotencyStore.schemaVersion)
+        default:
+            Issue.record("unexpected store \(type(of: store))")
+        }
+        await store.close()
+    }
+
+    @Test(arguments: StoreKind.available)
     func releaseAndPurge(kind: StoreKind) async throws {
         let store = try kind.make().store
         _ = try await store.claim(["x", "y"], owner: "w", nowMilliseconds: 0, leaseMilliseconds: 1000)
