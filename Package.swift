@@ -165,6 +165,7 @@ let package = Package(
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(name: "IngestGatewayTests", dependencies: ["IngestGateway", "IngestCore"]),
+        .testTarget(name: "IngestWorkerTests", dependencies: ["IngestWorker", "IngestCore"]),
         // Process-level suites: real Tansu brokers, real PostgreSQL, real gateway and worker
         // processes, the simulator; the stores on both SQLite and PostgreSQL.
         .testTarget(

@@ -4,10 +4,12 @@ import IngestAnalytics
 import IngestCore
 import IngestCrypto
 import IngestEnrichment
+import IngestGateway
 import IngestHTTPClient
 import IngestKafka
 import IngestOverflow
 import IngestTesting
+import IngestWorker
 import Synchronization
 import Testing
 

@@ -72,4 +72,23 @@ public struct EnvironmentReader: Sendable {
         if bytes.isEmpty { throw ConfigurationError("\(name)_FILE at \(file) is empty") }
         return bytes
     }
+
+    /// `key=value,key=value` (e.g. librdkafka properties in `variable`) → dictionary.
+    public static func keyValueList(
+        _ text: String,
+        variable: String
+    ) throws(ConfigurationError)
+        -> [String: String]
+    {
+        var out: [String: String] = [:]
+        for pair in text.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2 else {
+                throw ConfigurationError("\(variable) entry '\(pair)' is not key=value")
+            }
+            out[kv[0].trimmingASCIIWhitespace()] = kv[1].trimmingASCIIWhitespace()
+        }
+        return out
+    }
+
 }

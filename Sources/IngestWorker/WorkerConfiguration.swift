@@ -1,3 +1,5 @@
+import IngestCore
+
 /// Everything `ingest-worker` needs, from environment variables (README: worker configuration).
 public struct WorkerConfiguration: Sendable {
     public var brokers = "127.0.0.1:9092"
@@ -69,7 +71,7 @@ public struct WorkerConfiguration: Sendable {
         )
         httpHost = env.string("INGEST_WORKER_HTTP_HOST", default: httpHost)
         httpPort = try env.int("INGEST_WORKER_HTTP_PORT", default: httpPort, range: 0...65535)
-        consumerProperties = try GatewayConfiguration.parseProperties(
+        consumerProperties = try EnvironmentReader.keyValueList(
             env.string("INGEST_KAFKA_CONSUMER_PROPERTIES") ?? "",
             variable: "INGEST_KAFKA_CONSUMER_PROPERTIES"
         )

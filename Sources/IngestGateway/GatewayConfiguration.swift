@@ -1,3 +1,5 @@
+import IngestCore
+
 /// One configured event source: where it posts and how it authenticates.
 public struct SourceConfiguration: Sendable {
     public var name: String
@@ -133,7 +135,10 @@ public struct GatewayConfiguration: Sendable {
             default: topicReplicationFactor,
             range: 1...32
         )
-        kafkaProperties = try Self.parseProperties(env.string("INGEST_KAFKA_PROPERTIES") ?? "")
+        kafkaProperties = try EnvironmentReader.keyValueList(
+            env.string("INGEST_KAFKA_PROPERTIES") ?? "",
+            variable: "INGEST_KAFKA_PROPERTIES"
+        )
 
         let names = (env.string("INGEST_SOURCES") ?? "genesys").split(separator: ",").map {
             $0.trimmingASCIIWhitespace()
@@ -183,24 +188,6 @@ public struct GatewayConfiguration: Sendable {
             apiKeyHeader: env.string(p + "API_KEY_HEADER", default: "x-api-key"),
             webhookToleranceSeconds: Int64(tolerance)
         )
-    }
-
-    /// `key=value,key=value` → dictionary.
-    static func parseProperties(
-        _ text: String,
-        variable: String = "INGEST_KAFKA_PROPERTIES"
-    ) throws(ConfigurationError)
-        -> [String: String]
-    {
-        var out: [String: String] = [:]
-        for pair in text.split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
-            guard kv.count == 2 else {
-                throw ConfigurationError("\(variable) entry '\(pair)' is not key=value")
-            }
-            out[kv[0].trimmingASCIIWhitespace()] = kv[1].trimmingASCIIWhitespace()
-        }
-        return out
     }
 
     public static let reservedPaths: Set<String> = ["/healthz", "/readyz", "/metrics"]

@@ -1,6 +1,7 @@
+import IngestCore
 import Testing
 
-@testable import IngestCore
+@testable import IngestWorker
 
 @Suite("Worker configuration and retry policy")
 struct WorkerConfigurationTests {

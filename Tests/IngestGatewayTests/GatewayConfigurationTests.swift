@@ -1,6 +1,7 @@
+import IngestCore
 import Testing
 
-@testable import IngestCore
+@testable import IngestGateway
 
 private struct MissingFile: Error {}
 
