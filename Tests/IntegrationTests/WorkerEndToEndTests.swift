@@ -47,7 +47,8 @@ final class WorkerProcess {
 func produce(
     _ broker: TansuBroker,
     _ records: [(key: String, value: [UInt8])],
-    topic: String = "genesys.raw.conversation"
+    topic: String = "genesys.raw.conversation",
+    headers: (Int) -> [KafkaHeader] = { _ in [] }
 )
     async throws
 {
@@ -58,7 +59,13 @@ func produce(
         onDeliveryReports: { reports in acked.add(reports.filter { $0.error == nil }.count, ordering: .relaxed) }
     )
     for (i, r) in records.enumerated() {
-        try producer.produce(topic: topic, key: Array(r.key.utf8), value: r.value, headers: [], token: UInt64(i + 1))
+        try producer.produce(
+            topic: topic,
+            key: Array(r.key.utf8),
+            value: r.value,
+            headers: headers(i),
+            token: UInt64(i + 1)
+        )
     }
     let deadline = Date().addingTimeInterval(30)
     while acked.load(ordering: .relaxed) < records.count && Date() < deadline {
@@ -173,6 +180,59 @@ struct WorkerEndToEndTests {
         let metrics = try worker.get("/metrics").bodyText
         #expect(metrics.contains(#"ingest_worker_dedup_hits_total 4"#))
         #expect(try worker.get("/readyz").status == 200)
+    }
+
+    /// Regression (issue 10): records without an envelope id were dropped as "duplicates":
+    /// 50 distinct queue summaries gave 1 side effect, 50 enriched records 1, 50 notification-
+    /// shape observations of one queue 1. Now each shape gives 50, and 20 redeliveries of one
+    /// record (byte-identical, or an enriched record re-published with the same producer id
+    /// after a crash) are handled once.
+    @Test(arguments: StoreKind.available)
+    func recordsWithoutAnEnvelopeIDAreAllHandledAndRedeliveriesOnce(kind: StoreKind) async throws {
+        let broker = try TansuBroker()
+        let topics = ["genesys.queue.metrics", "genesys.conversations.enriched", "genesys.raw.queue"]
+        for t in topics { try createTopic(broker, t, partitions: 3) }
+        let db = try TestStore(kind)
+        func summary(_ i: Int) -> [UInt8] {
+            Array(
+                #"{"queueId":"q-1","mediaType":"voice","interval":"2026-12-01T10:00:00Z/2026-12-01T10:30:00Z","final":false,"offered":\#(i)}"#
+                    .utf8
+            )
+        }
+        func enriched(_ i: Int, at second: Int) -> [UInt8] {
+            Array(
+                #"{"conversationId":"c-\#(i)","derived":{"tAcdMs":\#(i)},"enrichedAt":"2026-12-01T10:00:\#(second)Z"}"#
+                    .utf8
+            )
+        }
+        func observation(_ i: Int) -> [UInt8] {
+            Array(
+                #"{"topicName":"v2.analytics.queues.q-1.observations","version":"2","eventBody":{"group":{"queueId":"q-1"},"data":[{"metrics":[{"metric":"oWaiting","stats":{"count":\#(i)}}]}]}}"#
+                    .utf8
+            )
+        }
+        let again = Array(repeating: 0, count: 20)
+        try await produce(broker, ((0..<50) + again).map { ("q-1", summary($0)) }, topic: topics[0])
+        let republished =
+            (0..<50).map { ("c-\($0)", enriched($0, at: 10)) } + again.map { _ in ("c-0", enriched(0, at: 59)) }
+        try await produce(broker, republished, topic: topics[1]) { i in
+            [KafkaHeader(name: IngestHeader.producedEventID, string: "enriched|id:e-\(i < 50 ? i : 0)")]
+        }
+        try await produce(broker, ((0..<50) + again).map { ("q-1", observation($0)) }, topic: topics[2])
+        let worker = try WorkerProcess(
+            brokers: broker.bootstrap,
+            store: db,
+            group: "no-envelope-id",
+            environment: ["INGEST_WORKER_TOPICS": topics.joined(separator: ",")]
+        )
+        let effects = try await waitForSideEffects(db, count: 150, timeout: 90)
+        for topic in topics {
+            let handled = effects.filter { $0.payload.hasPrefix(topic + "/") }
+            #expect(handled.count == 50, "\(topic): \(handled.count) handled")
+        }
+        #expect(effects.count == 150)
+        let metrics = try worker.get("/metrics").bodyText
+        #expect(metrics.contains(#"ingest_worker_dedup_hits_total 60"#), "20 redeliveries per shape skipped")
     }
 
     @Test func perKeyOrderHoldsUnderConcurrency() async throws {
