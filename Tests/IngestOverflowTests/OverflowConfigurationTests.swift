@@ -156,4 +156,18 @@ struct OverflowConfigurationTests {
         #expect(a.lastActivation?.activationID == "act-1" && a.lastActivation?.activatedAt == 2000)
         #expect(a.lastActivation?.addedMembers == ["u-1"])
     }
+
+    /// Found by the SIGKILL-in-verifying test: a redelivered notification (its claim was not
+    /// completed before the kill) arrived after the activation ended and started a second one,
+    /// because finishing forgot which signal had started the first.
+    @Test func theTriggeringSignalSurvivesTheEndOfTheActivation() {
+        var a = OverflowActivation(queueID: "q")
+        a.begin(activationID: "act-1", dryRun: false, now: 1000, signalAt: 900)
+        a.finish(outcome: "reverted", now: 5000)
+        #expect(a.triggerSignalAt == 900)
+        a.begin(activationID: "act-2", dryRun: false, now: 6000)
+        #expect(a.triggerSignalAt == 900, "a trigger without a signal time keeps the last one")
+        a.begin(activationID: "act-3", dryRun: false, now: 7000, signalAt: 6500)
+        #expect(a.triggerSignalAt == 6500)
+    }
 }

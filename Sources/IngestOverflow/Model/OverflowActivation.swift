@@ -95,8 +95,11 @@ public struct OverflowActivation: Sendable, Codable, Equatable {
             changedFields: settings?.appliedDone == true ? settings!.applied.keys.sorted() : [],
             notes: notes
         )
+        let signal = triggerSignalAt
         self = OverflowActivation(queueID: queueID)
         lastActivation = summary
+        // Kept: a redelivery of the signal that started this activation must not start another.
+        triggerSignalAt = signal
         stateSince = now
     }
 }
