@@ -36,7 +36,10 @@ public final class RawHTTPClient {
     /// Connects to `host:port` (IPv4) with a receive timeout.
     public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw RawHTTPClientError(description: "socket failed") }
+        guard fd >= 0 else {
+            closed = true
+            throw RawHTTPClientError(description: "socket failed")
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -48,7 +51,12 @@ public final class RawHTTPClient {
         }
         guard rc == 0 else {
             let e = errno
+            // Closed here, and marked so: a class whose init throws after its stored
+            // properties are set still runs deinit, which closed the fd a second time. The
+            // number was often reused by then (another test's epoll set or listener) — the
+            // source of rare "epoll_ctl(ADD) failed: Bad file descriptor" failures.
             Glibc.close(fd)
+            closed = true
             throw RawHTTPClientError(description: "connect to \(host):\(port) failed: errno \(e)")
         }
         var one: Int32 = 1
