@@ -467,7 +467,6 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             guard let name = body["name"] as? String, !name.isEmpty else {
                 return Self.json(.badRequest, ["message": "name is required", "code": "bad.request", "status": 400])
             }
-            _ = name
             guard state.withLock({ $0.value.queues[p[2]] != nil }) else {
                 return Self.json(.notFound, ["message": "Queue not found", "status": 404])
             }

@@ -13,12 +13,7 @@ public enum AnalyticsFeature {
             context.environment, context.configuration, context.store, context.producer, context.logger
         )
         let registry = context.registry
-        let analytics: AnalyticsConfiguration
-        do {
-            analytics = try AnalyticsConfiguration(environment: environment)
-        } catch {
-            throw ConfigurationError(error.message)
-        }
+        let analytics = try AnalyticsConfiguration(environment: environment)
         let metrics = AnalyticsMetrics(registry: registry)
         var pagerDuty: PagerDutyNotifier?
         if let key = analytics.pagerDutyRoutingKey, let url = URL(string: analytics.pagerDutyURL) {

@@ -22,16 +22,17 @@ public enum AnalyticsInput {
         guard let queue = event["queueId"] as? String, !queue.isEmpty else { throw .missingField("queueId") }
         // From the wire: checked before any conversion (`Int64(1e300)` traps, and a trap
         // here would crash the worker on every redelivery of the record).
-        guard let time = number(event["eventTime"]), let eventTime = epochMilliseconds(time) else {
+        guard let time = EventFields.number(event["eventTime"]), let eventTime = EventFields.epochMilliseconds(time)
+        else {
             throw .missingField("eventTime (epoch ms between 1970 and 9999)")
         }
-        guard let wait = number(event["connectedDurationMs"]), wait >= 0, wait <= maxWaitMilliseconds else {
+        guard let wait = EventFields.number(event["connectedDurationMs"]), wait >= 0, wait <= maxWaitMilliseconds else {
             throw .missingField("connectedDurationMs (0 to 30 days)")
         }
         let outcome = ACDOutcome(rawValue: (event["acdOutcome"] as? String ?? "").uppercased()) ?? .unknown
         return WaitObservation(
             queueID: queue,
-            mediaType: media(event["mediaType"]),
+            mediaType: EventFields.mediaType(event["mediaType"]),
             eventTimeMilliseconds: eventTime,
             waitMilliseconds: wait,
             outcome: outcome
@@ -41,7 +42,7 @@ public enum AnalyticsInput {
     /// The queue waits of an enriched record (one per ACD session of the conversation): `tAcd`
     /// (or `tAbandon`) of the `acd` participant, at the end of its queue segment.
     public static func enriched(_ body: [UInt8]) throws(ParseError) -> [WaitObservation] {
-        guard let record = object(body) else { throw .notJSON }
+        guard let record = EventFields.object(body) else { throw .notJSON }
         guard let details = record["details"] as? [String: Any] else { throw .missingField("details") }
         var out: [WaitObservation] = []
         for participant in details["participants"] as? [[String: Any]] ?? []
@@ -52,11 +53,11 @@ public enum AnalyticsInput {
                 for segment in session["segments"] as? [[String: Any]] ?? [] {
                     guard let q = segment["queueId"] as? String else { continue }
                     queue = q
-                    if let e = segment["segmentEnd"] as? String, let t = isoMilliseconds(e) { end = t }
+                    if let e = segment["segmentEnd"] as? String, let t = EventFields.isoMilliseconds(e) { end = t }
                 }
                 var metrics: [String: Double] = [:]
                 for m in session["metrics"] as? [[String: Any]] ?? [] {
-                    if let name = m["name"] as? String, let v = number(m["value"]) { metrics[name] = v }
+                    if let name = m["name"] as? String, let v = EventFields.number(m["value"]) { metrics[name] = v }
                 }
                 guard let queue, let end else { continue }
                 let abandoned = metrics["tAbandon"] != nil
@@ -66,7 +67,7 @@ public enum AnalyticsInput {
                 out.append(
                     WaitObservation(
                         queueID: queue,
-                        mediaType: media(session["mediaType"]),
+                        mediaType: EventFields.mediaType(session["mediaType"]),
                         eventTimeMilliseconds: end,
                         waitMilliseconds: wait,
                         outcome: abandoned ? .abandoned : .answered
@@ -87,10 +88,8 @@ public enum AnalyticsInput {
         }
     }
 
-    private static func object(_ body: [UInt8]) -> [String: Any]? { EventFields.object(body) }
-
     private static func eventBody(_ body: [UInt8]) throws(ParseError) -> [String: Any] {
-        guard let root = object(body) else { throw .notJSON }
+        guard let root = EventFields.object(body) else { throw .notJSON }
         if let detail = root["detail"] as? [String: Any], let event = detail["eventBody"] as? [String: Any] {
             return event
         }
@@ -101,8 +100,4 @@ public enum AnalyticsInput {
     /// Longer waits are not queue waits (Genesys keeps conversations for days, not months).
     static let maxWaitMilliseconds = 30.0 * 86_400_000
 
-    static func epochMilliseconds(_ value: Double) -> Int64? { EventFields.epochMilliseconds(value) }
-    private static func number(_ value: Any?) -> Double? { EventFields.number(value) }
-    private static func media(_ value: Any?) -> String { EventFields.mediaType(value) }
-    private static func isoMilliseconds(_ text: String) -> Int64? { EventFields.isoMilliseconds(text) }
 }

@@ -13,12 +13,7 @@ public enum EnrichmentFeature {
         let (environment, store, producer, logger) = (
             context.environment, context.store, context.producer, context.logger
         )
-        let (enrichment, clientConfig, limit, period): (EnrichmentConfiguration, GenesysClientConfiguration, Int, Int)
-        do {
-            (enrichment, clientConfig, limit, period) = try EnrichmentConfiguration.from(environment: environment)
-        } catch {
-            throw ConfigurationError(error.message)
-        }
+        let (enrichment, clientConfig, limit, period) = try EnrichmentConfiguration.from(environment: environment)
         let client = GenesysClient.shared(
             clientConfig,
             limit: limit,

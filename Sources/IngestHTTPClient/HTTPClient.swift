@@ -269,7 +269,7 @@ public final class HTTPClient: @unchecked Sendable {
             return
         }
         if let problem = transfer.configure(easy, configuration) {
-            transfer.release(easy)
+            transfer.releaseHeaders()
             curl_easy_cleanup(easy)
             complete(transfer, .failure(problem))
             return
@@ -278,7 +278,7 @@ public final class HTTPClient: @unchecked Sendable {
         let added = curl_multi_add_handle(multi, easy)
         if added != CURLM_OK {
             transfers[easy] = nil
-            transfer.release(easy)
+            transfer.releaseHeaders()
             curl_easy_cleanup(easy)
             complete(transfer, .failure(HTTPClientError(.transfer, String(cString: curl_multi_strerror(added)))))
         }
@@ -293,7 +293,7 @@ public final class HTTPClient: @unchecked Sendable {
         // The easy handle must leave the multi handle before it is cleaned up.
         curl_multi_remove_handle(multi, easy)
         transfers[easy] = nil
-        transfer.release(easy)
+        transfer.releaseHeaders()
         curl_easy_cleanup(easy)
         complete(transfer, result)
     }
@@ -422,7 +422,7 @@ private final class Transfer: @unchecked Sendable {
     }
 
     /// Frees what the transfer owned in C (after the easy handle left the multi handle).
-    func release(_ easy: UnsafeMutableRawPointer) {
+    func releaseHeaders() {
         curl_slist_free_all(headerList)
         headerList = nil
     }

@@ -14,21 +14,12 @@ public enum OverflowFeature {
             context.environment, context.configuration, context.store, context.producer, context.logger
         )
         let registry = context.registry
-        let settings: OverflowSettings
-        let overflow: OverflowConfiguration
-        let clientConfig: GenesysClientConfiguration
-        let limit: Int
-        let period: Int
-        do {
-            settings = try OverflowSettings(environment: environment)
-            overflow = try settings.load { try Data(contentsOf: URL(fileURLWithPath: $0)) }
-            (clientConfig, limit, period) = try GenesysClientConfiguration.from(
-                environment: environment,
-                purpose: "the overflow handler"
-            )
-        } catch {
-            throw ConfigurationError(error.message)
-        }
+        let settings = try OverflowSettings(environment: environment)
+        let overflow = try settings.load { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        let (clientConfig, limit, period) = try GenesysClientConfiguration.from(
+            environment: environment,
+            purpose: "the overflow handler"
+        )
         guard let documents = store as? any DocumentStore else {
             throw ConfigurationError("the overflow handler needs a SQLite or PostgreSQL store (INGEST_STORE_URL)")
         }

@@ -154,7 +154,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
             SELECT i.k, (c.dedup_key IS NOT NULL), d.state, d.lease_until
             FROM input i LEFT JOIN claimed c ON c.dedup_key = i.k LEFT JOIN ingest_dedup d ON d.dedup_key = i.k
             """,
-            [Self.arrayLiteral(Array(Set(keys)).sorted()), owner, String(now + lease), String(now)]
+            [Self.arrayLiteral(keys), owner, String(now + lease), String(now)]
         )
         var out: [String: ClaimOutcome] = [:]
         for row in rows {

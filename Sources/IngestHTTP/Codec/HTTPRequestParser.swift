@@ -313,7 +313,7 @@ public struct HTTPRequestParser: Sendable {
         // Every digit is checked against the body limit before the next one is read, so the
         // value never grows past `maxBodyBytes * 16 + 15`: no arithmetic on it can overflow,
         // however many digits (leading zeros included) the line holds.
-        while i < range.upperBound, let v = Self.hexValue(buffer[i]) {
+        while i < range.upperBound, let v = ASCII.hexValue(buffer[i]) {
             let (shifted, overflow) = size.multipliedReportingOverflow(by: 16)
             if overflow || shifted > limits.maxBodyBytes { throw .payloadTooLarge(limit: limits.maxBodyBytes) }
             size = shifted + v
@@ -336,7 +336,7 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private func validateTrailerLine(_ range: Range<Int>) throws(HTTPParseError) {
-        guard let first = range.first, Self.isTokenByte(buffer[first]) else {
+        guard let first = range.first, ASCII.isTokenByte(buffer[first]) else {
             throw .badRequest("invalid trailer field")
         }
         for i in range where buffer[i] < 32 && buffer[i] != 9 || buffer[i] == 127 {
@@ -354,7 +354,7 @@ public struct HTTPRequestParser: Sendable {
         var i = 0
         let n = p.count
         let methodStart = i
-        while i < n, isTokenByte(p[i]) { i += 1 }
+        while i < n, ASCII.isTokenByte(p[i]) { i += 1 }
         if i == methodStart || i >= n || p[i] != 32 { throw .badRequest("malformed request line") }
         let method = String(decoding: UnsafeBufferPointer(rebasing: p[methodStart..<i]), as: UTF8.self)
         i += 1
@@ -365,7 +365,7 @@ public struct HTTPRequestParser: Sendable {
         i += 1
         // HTTP-version CRLF
         guard n - i >= 8, p[i] == 72, p[i + 1] == 84, p[i + 2] == 84, p[i + 3] == 80, p[i + 4] == 47,
-            isDigit(p[i + 5]), p[i + 6] == 46, isDigit(p[i + 7])
+            ASCII.isDigit(p[i + 5]), p[i + 6] == 46, ASCII.isDigit(p[i + 7])
         else { throw .badRequest("malformed HTTP version") }
         let major = Int(p[i + 5] - 48)
         let minor = Int(p[i + 7] - 48)
@@ -390,7 +390,7 @@ public struct HTTPRequestParser: Sendable {
             }
             if p[i] == 32 || p[i] == 9 { throw .badRequest("obsolete line folding is not allowed") }
             let nameStart = i
-            while i < lineEnd, isTokenByte(p[i]) { i += 1 }
+            while i < lineEnd, ASCII.isTokenByte(p[i]) { i += 1 }
             if i == nameStart || i >= lineEnd || p[i] != UInt8(ascii: ":") {
                 throw .badRequest("malformed header field")
             }
@@ -421,19 +421,16 @@ public struct HTTPRequestParser: Sendable {
 
     static func parseContentLength(_ value: String) -> Int? {
         let utf8 = value.utf8
-        guard !utf8.isEmpty, utf8.allSatisfy(isDigit) else { return nil }
+        guard !utf8.isEmpty, utf8.allSatisfy(ASCII.isDigit) else { return nil }
         // More than 15 digits is larger than any body limit: report it as such (413), never
         // compute it. At most 15 digits: 999,999,999,999,999 < Int.max, so no overflow below.
         if utf8.count > 15 { return Int.max }
         var n = 0
         for b in utf8 {
-            guard isDigit(b) else { return nil }
+            guard ASCII.isDigit(b) else { return nil }
             n = n &* 10 &+ Int(b - 48)
         }
         return n
     }
 
-    @inline(__always) static func isDigit(_ b: UInt8) -> Bool { ASCII.isDigit(b) }
-    @inline(__always) static func hexValue(_ b: UInt8) -> Int? { ASCII.hexValue(b) }
-    @inline(__always) static func isTokenByte(_ b: UInt8) -> Bool { ASCII.isTokenByte(b) }
 }
