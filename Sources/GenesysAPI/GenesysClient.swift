@@ -68,7 +68,7 @@ actor OAuthTokenCache {
     private let configuration: GenesysClientConfiguration
     private let http: HTTPClient
     private let logger: Logger
-    private var token: (value: String, expiresAt: Date)?
+    private var token: (value: String, expiresAt: ContinuousClock.Instant)?
     private var refreshing: Task<String, Error>?
     private(set) var refreshCount = 0
 
@@ -80,7 +80,7 @@ actor OAuthTokenCache {
 
     /// A valid token; refreshes when none is cached or it expires within its margin.
     func current() async throws -> String {
-        if let token, token.expiresAt > Date() { return token.value }
+        if let token, token.expiresAt > .now { return token.value }
         if let refreshing { return try await refreshing.value }
         let task = Task { try await self.fetch() }
         refreshing = task
@@ -137,7 +137,7 @@ actor OAuthTokenCache {
         }
         // Refresh a little early: 10 % of the lifetime, at most 60 s.
         let margin = min(60, expiresIn * 0.1)
-        token = (value, Date().addingTimeInterval(expiresIn - margin))
+        token = (value, .now + .seconds(expiresIn - margin))
         refreshCount += 1
         logger.debug("Genesys token refreshed", metadata: ["genesys.token.expiresIn": "\(Int(expiresIn))"])
         return value

@@ -25,7 +25,7 @@ public final class SharedRateBudget: RateBudget {
     private let bucket: String
     private let sliceMilliseconds: Int64
     public let perSlice: Int
-    private let pausedUntil = LockedValue<Date>(.distantPast)
+    private let pausedUntil = LockedValue<ContinuousClock.Instant?>(nil)
 
     /// - Parameter bucket: the budget's name in the store, normally the OAuth client id.
     public init(
@@ -54,8 +54,8 @@ public final class SharedRateBudget: RateBudget {
     public func acquire() async throws {
         while true {
             let resume = pausedUntil.withLock { $0 }
-            if resume > Date() {
-                try await Task.sleep(for: .milliseconds(Int(resume.timeIntervalSinceNow * 1000) + 1))
+            if let resume, resume > .now {
+                try await Task.sleep(until: resume, clock: .continuous)
                 continue
             }
             let nowMs = WallClock.nowMilliseconds()
@@ -75,7 +75,7 @@ public final class SharedRateBudget: RateBudget {
     public func pause(seconds: Double) {
         // From the wire (Retry-After, inin-ratelimit-reset): never NaN, never forever.
         guard seconds.isFinite, seconds > 0 else { return }
-        let until = Date().addingTimeInterval(min(seconds, 300))
-        pausedUntil.withLock { if $0 < until { $0 = until } }
+        let until = ContinuousClock.now + .seconds(min(seconds, 300))
+        pausedUntil.withLock { if $0 == nil || $0! < until { $0 = until } }
     }
 }

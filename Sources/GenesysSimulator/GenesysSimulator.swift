@@ -37,18 +37,18 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     // @unchecked: `server` is set once in start(); everything else is behind `state`.
 
     struct Token {
-        var expiresAt: Date
+        var expiresAt: ContinuousClock.Instant
     }
 
     struct Conversation {
         var details: [String: Any]
-        var availableAt: Date
+        var availableAt: ContinuousClock.Instant
     }
 
     struct State {
         var tokens: [String: Token] = [:]
         /// Request times in the current window, per OAuth client (all its tokens share it).
-        var requests: [Date] = []
+        var requests: [ContinuousClock.Instant] = []
         var conversations: [String: Conversation] = [:]
         var queues: [String: [String: Any]] = [:]
         var members: [String: Set<String>] = [:]
@@ -111,7 +111,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     /// Registers a conversation's details; they become visible after the configured delay.
     public func addConversation(_ details: [String: Any]) {
         guard let id = details["conversationId"] as? String else { return }
-        let available = Date().addingTimeInterval(Double(configuration.detailsDelayMilliseconds) / 1000)
+        let available = ContinuousClock.now + .milliseconds(configuration.detailsDelayMilliseconds)
         state.withLock { $0.value.conversations[id] = Conversation(details: details, availableAt: available) }
     }
 
@@ -289,7 +289,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             )
         }
         let token = String(auth.dropFirst("Bearer ".count))
-        let now = Date()
+        let now = ContinuousClock.now
         enum Gate {
             case ok(count: Int)
             case expired
@@ -299,11 +299,11 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             guard let t = box.value.tokens[token], t.expiresAt > now else { return .expired }
             box.value.apiRequests += 1
             let window = configuration.rateWindowSeconds
-            box.value.requests.removeAll { now.timeIntervalSince($0) >= window }
+            box.value.requests.removeAll { now - $0 >= .seconds(window) }
             if box.value.requests.count >= configuration.requestsPerMinute {
                 box.value.rateLimited += 1
                 let oldest = box.value.requests.first ?? now
-                return .limited(retryAfter: max(1, Int((window - now.timeIntervalSince(oldest)).rounded(.up))))
+                return .limited(retryAfter: max(1, Int((window - (now - oldest).inSeconds).rounded(.up))))
             }
             box.value.requests.append(now)
             box.value.maxRequestsInAnyMinute = max(box.value.maxRequestsInAnyMinute, box.value.requests.count)
@@ -362,7 +362,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         let value = UUID().uuidString.lowercased() + UUID().uuidString.lowercased()
         let lifetime = configuration.tokenLifetimeSeconds
         state.withLock {
-            $0.value.tokens[value] = Token(expiresAt: Date().addingTimeInterval(Double(lifetime)))
+            $0.value.tokens[value] = Token(expiresAt: .now + .seconds(lifetime))
             $0.value.tokensIssued += 1
         }
         return Self.json(.ok, ["access_token": value, "token_type": "bearer", "expires_in": lifetime])
@@ -370,7 +370,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
 
     private func api(_ request: HTTPRequest, path: String) -> HTTPResponse {
         let parts = path.split(separator: "/").map(String.init)  // ["api","v2",...]
-        let now = Date()
+        let now = ContinuousClock.now
         func available(_ id: String) -> [String: Any]? {
             state.withLock { box in
                 guard let c = box.value.conversations[id], c.availableAt <= now else { return nil }

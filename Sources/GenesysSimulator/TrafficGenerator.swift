@@ -79,11 +79,10 @@ public final class TrafficGenerator: Sendable {
         let waits = waitRange ?? options.waitRange
         let observer = Task { await self.postObservations() }
         await withTaskGroup(of: Void.self) { group in
-            let start = Date()
+            let pacer = RatePacer(perSecond: max(0.001, options.conversationsPerSecond))
             for i in 0..<count {
-                let due = start.addingTimeInterval(Double(i) / max(0.001, options.conversationsPerSecond))
-                let wait = due.timeIntervalSinceNow
-                if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+                let wait = pacer.delay(before: i)
+                if wait > .zero { try? await Task.sleep(for: wait) }
                 group.addTask { await self.simulateOne(waitRange: waits) }
             }
         }

@@ -210,7 +210,7 @@ public actor DetailsBatcher {
     private var order: [String] = []
     private var inFlight = 0
     private var windowTimer: Task<Void, Never>?
-    private var cache: [String: (details: Details, at: Date)] = [:]
+    private var cache: [String: (details: Details, at: ContinuousClock.Instant)] = [:]
 
     private let batchSize: Int
 
@@ -222,7 +222,7 @@ public actor DetailsBatcher {
     }
 
     func details(for id: String) async throws -> Details {
-        if let hit = cache[id], Date().timeIntervalSince(hit.at) < cacheSeconds { return hit.details }
+        if let hit = cache[id], ContinuousClock.now - hit.at < .seconds(cacheSeconds) { return hit.details }
         return try await withCheckedThrowingContinuation { continuation in
             if waiting[id] == nil { order.append(id) }
             waiting[id, default: []].append(continuation)
@@ -285,7 +285,7 @@ public actor DetailsBatcher {
         _ result: Result<[String: Details], Error>
     ) {
         inFlight -= 1
-        let now = Date()
+        let now = ContinuousClock.now
         switch result {
         case .success(let found):
             for id in ids {
@@ -293,7 +293,7 @@ public actor DetailsBatcher {
                 if details.value?["conversationEnd"] != nil { cache[id] = (details, now) }
                 continuations[id]?.forEach { $0.resume(returning: details) }
             }
-            if cache.count > 50_000 { cache = cache.filter { now.timeIntervalSince($0.value.at) < cacheSeconds } }
+            if cache.count > 50_000 { cache = cache.filter { now - $0.value.at < .seconds(cacheSeconds) } }
         case .failure(let error):
             for id in ids { continuations[id]?.forEach { $0.resume(throwing: error) } }
         }

@@ -212,8 +212,8 @@ public final class HTTPClient: @unchecked Sendable {
         }
         guard started else { return }
         curl_multi_wakeup(multi)
-        let deadline = Date().addingTimeInterval(5)
-        while !loopExited.load(ordering: .acquiring) && Date() < deadline { usleep(1000) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !loopExited.load(ordering: .acquiring) && ContinuousClock.now < deadline { usleep(1000) }
     }
 
     // MARK: - The loop thread

@@ -74,8 +74,8 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Waits up to `timeout` seconds for exit; returns the exit status (nil on timeout).
     public func waitForExit(timeout: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while ContinuousClock.now < deadline {
             if let status = poll() { return status }
             usleep(20_000)
         }
@@ -101,8 +101,8 @@ public final class ChildProcess: @unchecked Sendable {
     /// (nil when the process exits or `timeout` passes first).
     public func waitForOutput(_ pattern: String, timeout: Double) -> String? {
         let regex = try? NSRegularExpression(pattern: pattern)
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline && isRunning {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while ContinuousClock.now < deadline && isRunning {
             let text = output
             if let match = regex?.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
                 match.numberOfRanges > 1, let range = Range(match.range(at: 1), in: text)
@@ -140,8 +140,8 @@ public enum Network {
 
     /// Waits until something accepts connections on 127.0.0.1:`port`.
     public static func waitForPort(_ port: Int, timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while ContinuousClock.now < deadline {
             if (try? RawHTTPClient(port: port, timeout: 1)) != nil { return true }
             usleep(50_000)
         }

@@ -193,7 +193,7 @@ struct DLQ: ParsableCommand {
                     }
                 }
             )
-            let start = Date()
+            let pacer = RatePacer(perSecond: rate)
             for (i, r) in records.enumerated() {
                 guard let origin = r.header(DeadLetterHeader.originTopic) else { continue }
                 var headers = r.headers.filter {
@@ -204,10 +204,8 @@ struct DLQ: ParsableCommand {
                 )
                 try producer.produce(topic: origin, key: r.key, value: r.value, headers: headers, token: UInt64(i + 1))
                 progress(i + 1, records.count)
-                if rate > 0 {
-                    let wait = start.addingTimeInterval(Double(i + 1) / rate).timeIntervalSinceNow
-                    if wait > 0 { Thread.sleep(forTimeInterval: wait) }
-                }
+                let wait = pacer.delay(before: i + 1)
+                if wait > .zero { Thread.sleep(forTimeInterval: wait.inSeconds) }
             }
             let audit: [String: Any] = [
                 "actor": actor, "at": ISO8601DateFormatter().string(from: Date()), "count": records.count,

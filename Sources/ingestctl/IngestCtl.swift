@@ -57,7 +57,7 @@ struct Send: AsyncParsableCommand {
         // environment like every other outbound request of the product.
         let client = HTTPClient.shared
         var statuses: [Int: Int] = [:]
-        let start = Date()
+        let pacer = RatePacer(perSecond: rate)
         for i in 0..<count {
             let body = fixed ?? EventFactory.conversationEvent(targetSize: size)
             let headers = RequestSigner.headers(
@@ -84,13 +84,10 @@ struct Send: AsyncParsableCommand {
             if count == 1 || response.status != 202 {
                 print("\(response.status) \(String(decoding: response.body, as: UTF8.self))")
             }
-            if rate > 0 {
-                let due = start.addingTimeInterval(Double(i + 1) / rate)
-                let wait = due.timeIntervalSinceNow
-                if wait > 0 { try await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
-            }
+            let wait = pacer.delay(before: i + 1)
+            if wait > .zero { try await Task.sleep(for: wait) }
         }
-        let elapsed = Date().timeIntervalSince(start)
+        let elapsed = pacer.elapsedSeconds()
         let summary = statuses.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
         print("sent \(count) in \(String(format: "%.2f", elapsed)) s — \(summary)")
         if statuses.keys.contains(where: { $0 != 202 }) { throw ExitCode(1) }
@@ -117,7 +114,7 @@ struct Produce: ParsableCommand {
             }
         )
         let ids = (0..<max(1, conversations)).map { _ in EventFactory.uuid() }
-        let start = Date()
+        let stopwatch = RatePacer(perSecond: 0)
         for i in 0..<count {
             let conversation = ids[i % ids.count]
             let body = EventFactory.conversationEvent(conversationID: conversation, targetSize: size)
@@ -132,7 +129,7 @@ struct Produce: ParsableCommand {
         producer.close()
         let failed = failures.count.load(ordering: .relaxed)
         print(
-            "produced \(count - failed) of \(count) events in \(String(format: "%.1f", Date().timeIntervalSince(start))) s"
+            "produced \(count - failed) of \(count) events in \(String(format: "%.1f", stopwatch.elapsedSeconds())) s"
         )
         if failed > 0 { throw ExitCode(1) }
     }

@@ -80,9 +80,9 @@ struct GenesysClientTests {
     @Test func shortLivedTokensAreRefreshedBeforeTheyExpire() async throws {
         let sim = try simulator { $0.tokenLifetimeSeconds = 2 }
         let api = client(sim)
-        let start = Date()
+        let start = ContinuousClock.now
         var failures = 0
-        while Date().timeIntervalSince(start) < 7.5 {
+        while ContinuousClock.now - start < .seconds(7.5) {
             do { _ = try await api.conversationDetails(id: "c-1") } catch { failures += 1 }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -99,8 +99,8 @@ struct EnrichmentTests {
         )
 
         var records: [KafkaRecord] = []
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
             records = try KafkaConsumer.readAll(
                 configuration: kafka,
                 topics: ["genesys.conversations.enriched"],
@@ -179,8 +179,8 @@ struct EnrichmentTests {
         }
         producer.close()
         var records: [KafkaRecord] = []
-        let deadline = Date().addingTimeInterval(90)
-        while Date() < deadline && Set(records.compactMap(\.key)).count < 60 {
+        let deadline = ContinuousClock.now + .seconds(90)
+        while ContinuousClock.now < deadline && Set(records.compactMap(\.key)).count < 60 {
             try await Task.sleep(for: .seconds(2))
             records = try KafkaConsumer.readAll(
                 configuration: kafka,

@@ -134,11 +134,11 @@ struct HTTPServerTests {
         try await withServer(config) { server in
             // Slowloris: a byte at a time never completes the head in time.
             let c1 = try RawHTTPClient(port: server.port)
-            let start = Date()
+            let start = ContinuousClock.now
             for byte in "GET / HTTP/1.1\r\nHost".utf8 {
                 try? c1.send([byte])
                 try await Task.sleep(for: .milliseconds(30))
-                if Date().timeIntervalSince(start) > 0.8 { break }
+                if ContinuousClock.now - start > .seconds(0.8) { break }
             }
             #expect(try c1.readResponse().status == 408)
             #expect(c1.readEOF())
@@ -241,9 +241,11 @@ struct HTTPServerTests {
         )
         let port = try server.start()
         let client = try RawHTTPClient(port: port)
-        try client.send(get("/slow?ms=300"))
-        try await Task.sleep(for: .milliseconds(50))
-        async let stopped: Void = server.shutdown(deadline: .seconds(5))
+        // The answer comes 3 s after the request: shutdown surely starts while it is in flight,
+        // however loaded the machine is (with 300 ms it sometimes did not).
+        try client.send(get("/slow?ms=3000"))
+        try await Task.sleep(for: .milliseconds(100))
+        async let stopped: Void = server.shutdown(deadline: .seconds(10))
         try await Task.sleep(for: .milliseconds(50))
         #expect((try? RawHTTPClient(port: port, timeout: 1)) == nil, "listener closed")
         let r = try client.readResponse()

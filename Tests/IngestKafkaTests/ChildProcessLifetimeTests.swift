@@ -34,8 +34,8 @@ struct ChildProcessLifetimeTests {
             logName: "lifetime-helper"
         )
         var fields: [Int32] = []
-        let deadline = Date().addingTimeInterval(60)
-        while fields.count < 2 && Date() < deadline && helper.isRunning {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while fields.count < 2 && ContinuousClock.now < deadline && helper.isRunning {
             fields = ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(whereSeparator: \.isWhitespace)
                 .compactMap { Int32($0) }
             usleep(100_000)

@@ -14,8 +14,8 @@ final class ReportCollector: Sendable {
     func add(_ batch: [DeliveryReport]) { reports.withLock { $0 += batch } }
 
     func wait(for count: Int, timeout: Double = 20) async -> [DeliveryReport] {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while ContinuousClock.now < deadline {
             let current = reports.withLock { $0 }
             if current.count >= count { return current }
             try? await Task.sleep(for: .milliseconds(20))

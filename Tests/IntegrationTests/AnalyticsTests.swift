@@ -142,12 +142,12 @@ struct AnalyticsUnitTests {
         let trigger = AlertTransition(action: .trigger, rule: "slow", queueID: "q", mediaType: "voice", value: 130)
         var resolve = trigger
         resolve.action = .resolve
-        let started = Date()
+        let started = ContinuousClock.now
         await notifier.enqueue(
             .init(transition: trigger, severity: "critical", summary: "slow", details: ["p90": "130"])
         )
         await notifier.enqueue(.init(transition: resolve, severity: "critical", summary: "slow", details: [:]))
-        while await notifier.pending > 0 && Date().timeIntervalSince(started) < 20 {
+        while await notifier.pending > 0 && ContinuousClock.now - started < .seconds(20) {
             try await Task.sleep(for: .milliseconds(50))
         }
         let events = simulator.receiver.pagerDutyEvents
@@ -156,7 +156,7 @@ struct AnalyticsUnitTests {
         let payload = try #require(events.first?["payload"] as? [String: Any])
         #expect((payload["custom_details"] as? [String: String])?["p90"] == "130")
         #expect(simulator.receiver.refusedCount("pagerduty") == 2)
-        #expect(Date().timeIntervalSince(started) >= 2, "waited for Retry-After twice")
+        #expect(ContinuousClock.now - started >= .seconds(2), "waited for Retry-After twice")
 
         let invalid = PagerDutyNotifier(
             url: URL(string: simulator.baseURL + "/pagerduty/v2/enqueue")!,
@@ -191,8 +191,8 @@ struct AnalyticsUnitTests {
         await exporter.add(lines)
         #expect(await exporter.bufferedPoints == 100)
         #expect(metricValues(registry.text, "genesys_analytics_tsdb_points_dropped_total") == [50])
-        let started = Date()
-        while await exporter.bufferedPoints > 0 && Date().timeIntervalSince(started) < 20 {
+        let started = ContinuousClock.now
+        while await exporter.bufferedPoints > 0 && ContinuousClock.now - started < .seconds(20) {
             await exporter.flush()
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -357,8 +357,8 @@ func committedWaits(_ store: TestStore) async throws -> [SideEffect] {
 
 /// Polls `condition` until it holds or `seconds` pass; returns whether it held.
 func within(_ seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
         if try await condition() { return true }
         try? await Task.sleep(for: .milliseconds(250))
     }

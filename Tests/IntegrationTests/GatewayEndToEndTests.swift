@@ -331,8 +331,8 @@ struct GatewayEndToEndTests {
 
 /// Polls `condition` for up to `seconds`.
 func eventually(seconds: Double = 10, _ condition: () throws -> Bool) async throws -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
         if try condition() { return true }
         try await Task.sleep(for: .milliseconds(200))
     }

@@ -116,8 +116,8 @@ struct OverflowScenario {
 
     func waitFor(_ seconds: Double = 30, _ condition: (OverflowActivation) -> Bool) async throws -> OverflowActivation?
     {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
             if let s = try await state(), condition(s) { return s }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -384,8 +384,8 @@ struct OverflowControllerTests {
         #expect(try await s.state()?.state == .active)
         #expect(s.writes("POST members") == 1 && s.writes("PUT queue") == 1)
         s.calm()
-        let deadline = Date().addingTimeInterval(20)
-        while try await s.state()?.state != .idle, Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await s.state()?.state != .idle, ContinuousClock.now < deadline {
             await roundAll()
             try await Task.sleep(for: .milliseconds(100))
         }

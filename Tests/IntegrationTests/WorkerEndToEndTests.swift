@@ -67,8 +67,8 @@ func produce(
             token: UInt64(i + 1)
         )
     }
-    let deadline = Date().addingTimeInterval(30)
-    while acked.load(ordering: .relaxed) < records.count && Date() < deadline {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while acked.load(ordering: .relaxed) < records.count && ContinuousClock.now < deadline {
         try await Task.sleep(for: .milliseconds(20))
     }
     producer.close()
@@ -103,9 +103,9 @@ func sideEffects(_ store: TestStore) async throws -> [SideEffect] {
 }
 
 func waitForSideEffects(_ path: TestStore, count: Int, timeout: Double = 60) async throws -> [SideEffect] {
-    let deadline = Date().addingTimeInterval(timeout)
+    let deadline = ContinuousClock.now + .seconds(timeout)
     var effects: [SideEffect] = []
-    while Date() < deadline {
+    while ContinuousClock.now < deadline {
         effects = try await sideEffects(path)
         if effects.count >= count { break }
         try await Task.sleep(for: .milliseconds(200))
@@ -142,9 +142,9 @@ func readWhenPresent(
 ) async throws
     -> [KafkaRecord]
 {
-    let deadline = Date().addingTimeInterval(timeout)
+    let deadline = ContinuousClock.now + .seconds(timeout)
     var records: [KafkaRecord] = []
-    while Date() < deadline {
+    while ContinuousClock.now < deadline {
         records = try KafkaConsumer.readAll(
             configuration: kafka,
             topics: [topic],
@@ -304,8 +304,8 @@ struct WorkerEndToEndTests {
         let env = ["INGEST_RECORD_WORK_MS": "12", "INGEST_WORKER_CONCURRENCY": "2", "INGEST_WORKER_BATCH_SIZE": "100"]
         let first = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "kill", environment: env)
         var seen = 0
-        let deadline = Date().addingTimeInterval(60)
-        while seen < total / 8 && Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while seen < total / 8 && ContinuousClock.now < deadline {
             seen = try await sideEffects(db).count
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -341,8 +341,8 @@ struct WorkerEndToEndTests {
             (0..<total).map { i in ("c-\(i % 60)", event(conversation: "c-\(i % 60)", id: "t-\(i)")) }
         )
         var seen = 0
-        let deadline = Date().addingTimeInterval(60)
-        while seen < total / 5 && Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while seen < total / 5 && ContinuousClock.now < deadline {
             seen = try await sideEffects(db).count
             try await Task.sleep(for: .milliseconds(50))
         }
