@@ -17,6 +17,11 @@ public struct AnalyticsConfiguration: Sendable {
     public var enrichedTopic = "genesys.conversations.enriched"
     /// Summary records per queue and interval.
     public var outputTopic = "genesys.queue.metrics"
+    /// Waits re-keyed by queue id (written by the waits stage, read by the aggregation stage).
+    public var waitsTopic = "genesys.queue.waits"
+    /// Queue observation notifications, keyed by queue id: must have the waits topic's
+    /// partition count, so that one instance owns a queue's waits and observations.
+    public var observationsTopic = TopicNaming().topic(for: .queue)
     /// How often gauges are refreshed and alert rules evaluated.
     public var evaluateMilliseconds = 1000
     /// How often the open interval's running summary is published (the final one is published
@@ -40,7 +45,8 @@ public struct AnalyticsConfiguration: Sendable {
     public static let variableNames = [
         "INGEST_ANALYTICS_SOURCE", "INGEST_ANALYTICS_WINDOWS", "INGEST_ANALYTICS_INTERVAL_MINUTES",
         "INGEST_ANALYTICS_LATENESS_SECONDS", "INGEST_ANALYTICS_SL_THRESHOLD_SECONDS", "INGEST_ANALYTICS_MAX_QUEUES",
-        "INGEST_ANALYTICS_ENRICHED_TOPIC", "INGEST_ANALYTICS_OUTPUT_TOPIC", "INGEST_ANALYTICS_EVALUATE_MS",
+        "INGEST_ANALYTICS_ENRICHED_TOPIC", "INGEST_ANALYTICS_OUTPUT_TOPIC", "INGEST_ANALYTICS_WAITS_TOPIC",
+        "INGEST_TOPIC_PREFIX", "INGEST_ANALYTICS_EVALUATE_MS",
         "INGEST_ANALYTICS_PUBLISH_MS", "INGEST_ANALYTICS_ALERTS", "INGEST_PAGERDUTY_URL",
         "INGEST_PAGERDUTY_ROUTING_KEY", "INGEST_PAGERDUTY_ROUTING_KEY_FILE", "INGEST_TSDB_URL", "INGEST_TSDB_TOKEN",
         "INGEST_TSDB_TOKEN_FILE", "INGEST_TSDB_FLUSH_MS", "INGEST_TSDB_BUFFER_POINTS",
@@ -78,6 +84,14 @@ public struct AnalyticsConfiguration: Sendable {
         aggregator.maxQueues = try env.int("INGEST_ANALYTICS_MAX_QUEUES", default: 2000, range: 1...100_000)
         enrichedTopic = env.string("INGEST_ANALYTICS_ENRICHED_TOPIC", default: enrichedTopic)
         outputTopic = env.string("INGEST_ANALYTICS_OUTPUT_TOPIC", default: outputTopic)
+        waitsTopic = env.string("INGEST_ANALYTICS_WAITS_TOPIC", default: waitsTopic)
+        observationsTopic = TopicNaming(prefix: env.string("INGEST_TOPIC_PREFIX", default: "genesys.raw"))
+            .topic(for: .queue)
+        guard Set([waitsTopic, outputTopic, observationsTopic, enrichedTopic]).count == 4 else {
+            throw ConfigurationError(
+                "INGEST_ANALYTICS_WAITS_TOPIC, INGEST_ANALYTICS_OUTPUT_TOPIC, INGEST_ANALYTICS_ENRICHED_TOPIC and the queue topic must differ"
+            )
+        }
         evaluateMilliseconds = try env.int("INGEST_ANALYTICS_EVALUATE_MS", default: 1000, range: 50...600_000)
         publishMilliseconds = try env.int("INGEST_ANALYTICS_PUBLISH_MS", default: 60_000, range: 100...3_600_000)
         if let text = env.string("INGEST_ANALYTICS_ALERTS") {

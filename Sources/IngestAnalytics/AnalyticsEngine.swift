@@ -28,6 +28,15 @@ public actor AnalyticsEngine {
     private var aggregator: QueueWaitAggregator
     private var evaluator: AlertEvaluator
     private var observations: [QueueWaitAggregator.QueueKey: QueueObservation] = [:]
+    /// The queues this instance owns (`nil`: every queue, a lone engine as in unit tests).
+    private var ownership: QueueOwnership?
+    /// Alert states shared by every instance (one trigger and one resolve per surge).
+    let alertStates: (any DocumentStore)?
+    /// Hashes of the ids of the waits counted per queue, with their event times: a wait
+    /// reaching this engine twice (rebuilt from the store and re-read after a rebalance) is
+    /// counted once. Pruned with the horizon.
+    private var countedIDs: [QueueWaitAggregator.QueueKey: [Int: Int64]] = [:]
+    private var lastIDPrune: Int64 = 0
     /// Offered count of each open interval when its running summary was last published.
     private var publishedOffered: [String: Int] = [:]
     private var lastPublish: Int64 = 0
@@ -54,6 +63,128 @@ public actor AnalyticsEngine {
         self.logger = logger
         self.aggregator = QueueWaitAggregator(configuration: configuration.aggregator)
         self.evaluator = AlertEvaluator(rules: configuration.alertRules)
+        self.alertStates = store as? any DocumentStore
+    }
+
+    static let alertDocumentKind = "analytics-alert"
+
+    /// From now on this engine holds only the queues of the waits partitions it is assigned
+    /// (``follow(_:)``), out of `partitionCount`.
+    public func partitionQueues(waitsTopic: String, partitionCount: Int32) {
+        ownership = QueueOwnership(waitsTopic: waitsTopic, partitionCount: partitionCount)
+    }
+
+    private func holds(_ queueID: String) -> Bool { ownership?.holds(queueID) ?? true }
+    private func exports(_ queueID: String) -> Bool { ownership?.exports(queueID) ?? true }
+
+    /// The partition `key` belongs to among the co-partitioned topics' partitions (nil: no
+    /// partitioning).
+    func expectedPartition(key: [UInt8]) -> Int32? {
+        guard let ownership else { return nil }
+        return KafkaPartitioner.partition(key: key, partitionCount: ownership.partitionCount)
+    }
+
+    /// Follows an assignment change: parked and dropped queues stop being exported (their
+    /// Prometheus series removed, their alerts no longer evaluated here); queues of newly
+    /// owned partitions are rebuilt from the committed waits; firing alerts of owned queues
+    /// are restored from the shared alert states, so they are neither triggered again nor
+    /// left unresolved.
+    public func follow(_ event: RebalanceEvent, nowMilliseconds now: Int64) async throws(HandlerFailure) {
+        guard var ownership else { return }
+        let change = ownership.apply(event)
+        self.ownership = ownership
+        let leaving = change.parked.union(change.dropped)
+        if !leaving.isEmpty {
+            let keys = Set(aggregator.queueKeys + Array(observations.keys)).filter {
+                leaving.contains(ownership.partition(of: $0.queueID))
+            }
+            for key in keys { metrics.remove(queueID: key.queueID, mediaType: key.mediaType) }
+            evaluator.forget { leaving.contains(ownership.partition(of: $0.queueID)) }
+            let gone = keys.filter { change.dropped.contains(ownership.partition(of: $0.queueID)) }
+            aggregator.remove(gone)
+            for key in gone {
+                observations[key] = nil
+                countedIDs[key] = nil
+                publishedOffered = publishedOffered.filter { !$0.key.hasPrefix("\(key.queueID)|\(key.mediaType)|") }
+            }
+        }
+        if !change.gained.isEmpty {
+            var attempt = 0
+            while true {
+                attempt += 1
+                do {
+                    let n = try await rebuild(nowMilliseconds: now, partitions: change.gained)
+                    logger.info(
+                        "analytics queues taken over",
+                        metadata: ["analytics.partitions": "\(change.gained.sorted())", "analytics.waits": "\(n)"]
+                    )
+                    break
+                } catch {
+                    // Owning queues without their history would publish wrong figures.
+                    guard attempt < 5 else {
+                        throw .fatal("cannot rebuild the queues of partitions \(change.gained.sorted()): \(error)")
+                    }
+                    try? await Task.sleep(for: .milliseconds(200 * attempt))
+                }
+            }
+        }
+        if !change.gained.isEmpty || !change.resumed.isEmpty {
+            await restoreFiringAlerts(partitions: change.gained.union(change.resumed))
+        }
+        metrics.trackedQueues.set(Double(aggregator.queueKeys.count))
+    }
+
+    /// Marks the alerts of `partitions` that the shared states say are firing as firing here.
+    private func restoreFiringAlerts(partitions: Set<Int32>) async {
+        guard let alertStates, let ownership else { return }
+        let documents: [VersionedDocument]
+        do {
+            documents = try await alertStates.documents(kind: Self.alertDocumentKind)
+        } catch {
+            logger.warning("cannot read the shared alert states", metadata: ["error": "\(error)"])
+            return
+        }
+        for document in documents {
+            guard let state = AlertState(document.body), state.firing,
+                partitions.contains(ownership.partition(of: state.queueID)),
+                evaluator.rules.contains(where: { $0.name == state.rule })
+            else { continue }
+            evaluator.restoreFiring(rule: state.rule, queueID: state.queueID, mediaType: state.mediaType)
+        }
+    }
+
+    /// Records `t` in the shared alert states; true when this instance made the transition
+    /// (and so sends it), false when the states already say so (another instance sent it).
+    private func claimTransition(_ t: AlertTransition) async -> Bool {
+        guard let alertStates else { return true }
+        let wanted = AlertState(
+            firing: t.action == .trigger,
+            rule: t.rule,
+            queueID: t.queueID,
+            mediaType: t.mediaType
+        )
+        do {
+            for _ in 0..<5 {
+                let current = try await alertStates.document(kind: Self.alertDocumentKind, key: t.dedupKey)
+                if let current, AlertState(current.body)?.firing == wanted.firing { return false }
+                if current == nil && !wanted.firing { return false }
+                if try await alertStates.putDocument(
+                    kind: Self.alertDocumentKind,
+                    key: t.dedupKey,
+                    expectedVersion: current?.version ?? 0,
+                    body: wanted.body,
+                    owner: workerID,
+                    leaseUntil: 0
+                ) {
+                    return true
+                }
+            }
+        } catch {
+            // PagerDuty folds a repeated trigger into the open incident by its dedup_key.
+            logger.warning("cannot record the alert state: sending anyway", metadata: ["error": "\(error)"])
+            return true
+        }
+        return false
     }
 
     /// How far back committed waits matter: the longest window or an unpublished interval,
@@ -64,33 +195,60 @@ public actor AnalyticsEngine {
         return longest + a.allowedLatenessMilliseconds + 600_000
     }
 
-    /// Rebuilds the aggregator from the waits committed within the horizon; returns how many.
-    public func rebuild(nowMilliseconds now: Int64) async throws -> Int {
+    /// Rebuilds the queues of `partitions` (all queues when nil) from the waits committed
+    /// within the horizon; returns how many were taken.
+    public func rebuild(nowMilliseconds now: Int64, partitions: Set<Int32>? = nil) async throws -> Int {
         let effects = try await store.sideEffects(handler: Self.handlerName, appliedSince: now - horizonMilliseconds)
-        apply(effects, counting: false)
-        logger.info("analytics state rebuilt from committed waits", metadata: ["analytics.waits": "\(effects.count)"])
-        return effects.count
-    }
-
-    /// Counts committed waits (side effects of the analytics handler).
-    public func apply(_ effects: [SideEffect]) {
-        apply(effects, counting: true)
-    }
-
-    private func apply(_ effects: [SideEffect], counting: Bool) {
+        var taken = 0
         for effect in effects {
             guard let o = WaitObservation(encoded: effect.payload) else { continue }
-            switch aggregator.add(o) {
-            case .counted: if counting { metrics.countedWaits.increment() }
-            case .late: if counting { metrics.lateEvents.increment() }
-            case .rejectedCardinality: if counting { metrics.rejectedQueues.increment() }
-            }
+            if let partitions, let ownership, !partitions.contains(ownership.partition(of: o.queueID)) { continue }
+            if count(o, id: effect.dedupKey, counting: false) { taken += 1 }
+        }
+        metrics.trackedQueues.set(Double(aggregator.queueKeys.count))
+        return taken
+    }
+
+    /// Counts committed waits (side effects of the analytics handler; each carries its claim
+    /// key as id).
+    public func apply(_ effects: [SideEffect]) {
+        for effect in effects {
+            guard let o = WaitObservation(encoded: effect.payload) else { continue }
+            count(o, id: effect.dedupKey, counting: true)
         }
         metrics.trackedQueues.set(Double(aggregator.queueKeys.count))
     }
 
+    /// Counts waits whose claim was already completed (by this instance, or by the previous
+    /// owner of their partition just before a rebalance): counted unless already held.
+    public func applyCommitted(_ waits: [(id: String, wait: WaitObservation)]) {
+        for (id, o) in waits { count(o, id: id, counting: true) }
+        metrics.trackedQueues.set(Double(aggregator.queueKeys.count))
+    }
+
+    /// Adds one wait unless its queue is not held here or its id was counted; true if added.
+    @discardableResult
+    private func count(_ o: WaitObservation, id: String, counting: Bool) -> Bool {
+        guard holds(o.queueID) else { return false }
+        let key = QueueWaitAggregator.QueueKey(queueID: o.queueID, mediaType: o.mediaType)
+        let hash = id.hashValue
+        if countedIDs[key]?[hash] != nil { return false }
+        switch aggregator.add(o) {
+        case .counted:
+            countedIDs[key, default: [:]][hash] = o.eventTimeMilliseconds
+            if counting { metrics.countedWaits.increment() }
+            return true
+        case .late:
+            if counting { metrics.lateEvents.increment() }
+        case .rejectedCardinality:
+            if counting { metrics.rejectedQueues.increment() }
+        }
+        return false
+    }
+
     /// Takes a live observation unless a newer one for the queue is already known.
     public func observe(_ o: QueueObservation) {
+        guard exports(o.queueID) else { return }
         let key = QueueWaitAggregator.QueueKey(queueID: o.queueID, mediaType: o.mediaType)
         if let known = observations[key], known.timeMilliseconds > o.timeMilliseconds { return }
         if observations[key] == nil && observations.count >= configuration.aggregator.maxQueues { return }
@@ -121,7 +279,8 @@ public actor AnalyticsEngine {
         let end = max(now, aggregator.newestEventTime)
         var points: [String] = []
         let emitPoints = tsdb != nil && (final || now - lastPoints >= Int64(configuration.tsdbFlushMilliseconds))
-        for key in aggregator.queueKeys.sorted(by: { ($0.queueID, $0.mediaType) < ($1.queueID, $1.mediaType) }) {
+        let exported = aggregator.queueKeys.filter { exports($0.queueID) }
+        for key in exported.sorted(by: { ($0.queueID, $0.mediaType) < ($1.queueID, $1.mediaType) }) {
             for minutes in configuration.aggregator.windowMinutes {
                 guard let stats = aggregator.window(key, minutes: minutes, endingAt: end) else { continue }
                 exportGauges(key, window: minutes, stats)
@@ -135,12 +294,12 @@ public actor AnalyticsEngine {
                         value: value,
                         nowMilliseconds: now
                     ) {
-                        alert(t, rule: rule, stats: stats, window: minutes)
+                        await alert(t, rule: rule, stats: stats, window: minutes)
                     }
                 }
             }
         }
-        for (key, o) in observations.sorted(by: { $0.key.queueID < $1.key.queueID }) {
+        for (key, o) in observations.sorted(by: { $0.key.queueID < $1.key.queueID }) where exports(key.queueID) {
             let fresh = now - o.timeMilliseconds < 300_000
             for rule in evaluator.rules where rule.metric.isObservation {
                 let value = fresh ? (rule.metric == .waiting ? o.waiting : o.longestWaitingSeconds) : nil
@@ -151,7 +310,7 @@ public actor AnalyticsEngine {
                     value: value,
                     nowMilliseconds: now
                 ) {
-                    alert(t, rule: rule, stats: nil, window: nil)
+                    await alert(t, rule: rule, stats: nil, window: nil)
                 }
             }
             if emitPoints, fresh {
@@ -180,6 +339,14 @@ public actor AnalyticsEngine {
             await publishRunningSummaries()
         }
         await publishClosedIntervals()
+        if now - lastIDPrune >= 60_000 {
+            lastIDPrune = now
+            let oldest = aggregator.newestEventTime - horizonMilliseconds
+            for (key, ids) in countedIDs {
+                let kept = ids.filter { $0.value >= oldest }
+                countedIDs[key] = kept.isEmpty ? nil : kept
+            }
+        }
         if now - lastPurge >= 600_000 {
             lastPurge = now
             do {
@@ -244,7 +411,15 @@ public actor AnalyticsEngine {
         ).map { [$0] } ?? []
     }
 
-    private func alert(_ t: AlertTransition, rule: AlertRule, stats: WaitStatistics?, window: Int?) {
+    private func alert(_ t: AlertTransition, rule: AlertRule, stats: WaitStatistics?, window: Int?) async {
+        // Once across instances: the shared state decides who sends.
+        guard await claimTransition(t) else {
+            logger.info(
+                "alert \(t.action.rawValue) already recorded by another instance",
+                metadata: ["alert.dedup_key": "\(t.dedupKey)"]
+            )
+            return
+        }
         let valueText = t.value.isFinite ? String(format: "%.3f", t.value) : "no data"
         var details: [String: String] = [
             "queueId": t.queueID, "mediaType": t.mediaType, "rule": rule.name, "metric": rule.metric.rawValue,
@@ -286,7 +461,7 @@ public actor AnalyticsEngine {
 
     /// The running summaries of intervals that changed since they were last published.
     private func publishRunningSummaries() async {
-        for key in aggregator.queueKeys {
+        for key in aggregator.queueKeys where exports(key.queueID) {
             for start in aggregator.openIntervals(key) {
                 guard let stats = aggregator.interval(key, startingAt: start) else { continue }
                 let id = summaryKey(key, start)
@@ -298,7 +473,7 @@ public actor AnalyticsEngine {
 
     /// Final summaries of closed intervals, each once (claimed in the store first).
     private func publishClosedIntervals() async {
-        let closed = aggregator.closedIntervals()
+        let closed = aggregator.closedIntervals().filter { exports($0.0.queueID) }
         guard !closed.isEmpty else { return }
         var done: [(QueueWaitAggregator.QueueKey, Int64)] = []
         for (key, start) in closed {
@@ -348,6 +523,7 @@ public actor AnalyticsEngine {
         for (key, start) in done { publishedOffered[summaryKey(key, start)] = nil }
         for gone in aggregator.evict(publishedIntervals: done) {
             metrics.remove(queueID: gone.queueID, mediaType: gone.mediaType)
+            countedIDs[gone] = nil
         }
         metrics.trackedQueues.set(Double(aggregator.queueKeys.count))
     }

@@ -6,8 +6,9 @@ import Logging
 
 /// Builds the analytics feature of a worker process (`INGEST_WORKER_HANDLERS=analytics`).
 public enum AnalyticsFeature {
-    /// The analytics handler and the service that evaluates it; its state is rebuilt from the
-    /// store before consumption starts.
+    /// The two analytics stages (waits re-keyed by queue; aggregation of the queues this
+    /// instance owns) and the service that evaluates them. The waits and observations topics
+    /// are checked for equal partition counts first.
     public static func make(_ context: WorkerFeatureContext) async throws -> WorkerFeature {
         let (environment, config, store, producer, logger) = (
             context.environment, context.configuration, context.store, context.producer, context.logger
@@ -48,10 +49,24 @@ public enum AnalyticsFeature {
             workerID: config.workerID,
             logger: logger
         )
-        _ = try await engine.rebuild(nowMilliseconds: WallClock.nowMilliseconds())
+        // Queues are owned per partition of the waits topic; state is rebuilt per assignment.
+        let partitions = try await AnalyticsTopology.check(
+            analytics,
+            kafka: KafkaClientConfiguration(bootstrapServers: config.brokers),
+            logger: logger
+        )
+        await engine.partitionQueues(waitsTopic: analytics.waitsTopic, partitionCount: partitions)
         return WorkerFeature(
-            handler: AnalyticsHandler(engine: engine, configuration: analytics),
-            service: AnalyticsService(engine: engine, configuration: analytics, logger: logger)
+            handlers: [
+                WaitsStageHandler(producer: producer, configuration: analytics),
+                AnalyticsHandler(engine: engine, configuration: analytics),
+            ],
+            service: AnalyticsService(engine: engine, configuration: analytics, logger: logger),
+            topics: [analytics.waitsTopic, analytics.observationsTopic]
+                + (analytics.source == .enriched ? [analytics.enrichedTopic] : []),
+            // The range assignor gives partition p of every topic with the same count to the
+            // same member: co-partitioning (cooperative-sticky does not promise it).
+            consumerProperties: ["partition.assignment.strategy": "range"]
         )
     }
 }

@@ -78,6 +78,30 @@ public enum AnalyticsInput {
         return out
     }
 
+    /// A record of the waits topic (``WaitRecord``), written by the waits stage.
+    public static func wait(_ body: [UInt8]) throws(ParseError) -> WaitObservation {
+        guard let root = EventFields.object(body) else { throw .notJSON }
+        guard let queue = root["queueId"] as? String, !queue.isEmpty else { throw .missingField("queueId") }
+        guard let media = root["mediaType"] as? String, !media.isEmpty else { throw .missingField("mediaType") }
+        guard let time = EventFields.number(root["eventTime"]), let eventTime = EventFields.epochMilliseconds(time)
+        else {
+            throw .missingField("eventTime (epoch ms between 1970 and 9999)")
+        }
+        guard let wait = EventFields.number(root["waitMs"]), wait >= 0, wait <= maxWaitMilliseconds else {
+            throw .missingField("waitMs (0 to 30 days)")
+        }
+        guard let text = root["outcome"] as? String, let outcome = ACDOutcome(rawValue: text) else {
+            throw .missingField("outcome")
+        }
+        return WaitObservation(
+            queueID: queue,
+            mediaType: media,
+            eventTimeMilliseconds: eventTime,
+            waitMilliseconds: wait,
+            outcome: outcome
+        )
+    }
+
     /// The observations of a queue observations notification (the shared parser in core).
     public static func observations(_ body: [UInt8]) throws(ParseError) -> QueueObservation {
         do { return try QueueObservation.parse(body) } catch {

@@ -5,6 +5,12 @@ public final class KafkaAdmin {
     private let handle: OpaquePointer
 
     public init(configuration: KafkaClientConfiguration) throws(KafkaError) {
+        var configuration = configuration
+        // Asking about a topic must not create it (a producer handle's metadata requests
+        // would, with the broker's default partition count).
+        if configuration.properties["allow.auto.create.topics"] == nil {
+            configuration.properties["allow.auto.create.topics"] = "false"
+        }
         let conf = try configuration.makeConf()
         self.handle = try makeClientHandle(RD_KAFKA_PRODUCER, conf: conf)
     }

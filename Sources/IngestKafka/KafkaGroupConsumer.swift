@@ -14,6 +14,51 @@ public struct PartitionOffset: Sendable, Hashable {
     }
 }
 
+/// A change of a group member's assignment, as the rebalance callback saw it.
+public struct RebalanceEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case assigned
+        case revoked
+    }
+
+    public var kind: Kind
+    /// The partitions assigned or revoked (offsets are not meaningful here).
+    public var partitions: [TopicPartition]
+    /// Cooperative (incremental) protocol: only these partitions change. Eager protocol
+    /// (`range`, `roundrobin`): a revocation takes every partition, and the following
+    /// assignment lists every partition the member holds next.
+    public var incremental: Bool
+
+    public init(kind: Kind, partitions: [TopicPartition], incremental: Bool) {
+        self.kind = kind
+        self.partitions = partitions
+        self.incremental = incremental
+    }
+}
+
+/// A topic and partition.
+public struct TopicPartition: Sendable, Hashable, Comparable {
+    public var topic: String
+    public var partition: Int32
+
+    public init(topic: String, partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+
+    public static func < (a: TopicPartition, b: TopicPartition) -> Bool {
+        (a.topic, a.partition) < (b.topic, b.partition)
+    }
+}
+
+/// What the rebalance callback records for the member's owner. Lives as long as the consumer
+/// (the callback reaches it through the client's opaque pointer, unretained).
+final class RebalanceLog: @unchecked Sendable {
+    // @unchecked: appended by the callback and drained by poll(), both on the one thread that
+    // calls the consumer (librdkafka serves rebalance callbacks inside the poll call).
+    var events: [RebalanceEvent] = []
+}
+
 /// A consumer-group member for at-least-once processing: offsets are committed only after
 /// the application stores them (`enable.auto.offset.store=false`), and stored offsets are
 /// committed automatically in the background, on rebalance and on close.
@@ -23,6 +68,7 @@ public final class KafkaGroupConsumer: @unchecked Sendable {
     // @unchecked: used from one thread at a time (documented); librdkafka handles are thread-safe.
     private let handle: OpaquePointer
     private let queue: OpaquePointer
+    private let rebalanceLog: RebalanceLog
     private var closed = false
 
     /// Settings for at-least-once consumption.
@@ -42,7 +88,13 @@ public final class KafkaGroupConsumer: @unchecked Sendable {
         }
         configuration.properties["group.id"] = groupID
         let conf = try configuration.makeConf()
+        // The callback finds the log through the client's opaque pointer (unretained: the log
+        // is a stored property of this consumer and outlives the handle, destroyed in close()).
+        let log = RebalanceLog()
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(log).toOpaque())
+        rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
         let handle = try makeClientHandle(RD_KAFKA_CONSUMER, conf: conf)
+        self.rebalanceLog = log
         // Serve rebalances, errors and messages from the consumer queue.
         rd_kafka_poll_set_consumer(handle)
         self.handle = handle
@@ -70,9 +122,18 @@ public final class KafkaGroupConsumer: @unchecked Sendable {
         rd_kafka_destroy(handle)
     }
 
+    /// Assignment changes since the last call, in the order they happened (each one was
+    /// applied to the member by the rebalance callback during a poll). Records of newly
+    /// assigned partitions come only from polls that follow their assignment event.
+    public func takeRebalanceEvents() -> [RebalanceEvent] {
+        defer { rebalanceLog.events.removeAll() }
+        return rebalanceLog.events
+    }
+
     /// Up to `maxRecords` records, waiting at most `timeoutMilliseconds` for the first.
     /// Records are copied out and the C messages destroyed at once. Consumer errors that are
     /// not about a record (e.g. a transient broker error) are returned in `errors`.
+    /// Assignment changes served meanwhile are kept for ``takeRebalanceEvents()``.
     public func poll(maxRecords: Int, timeoutMilliseconds: Int32) -> (records: [KafkaRecord], errors: [KafkaError]) {
         var messages = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: maxRecords)
         let n = messages.withUnsafeMutableBufferPointer {
@@ -151,3 +212,44 @@ public final class KafkaGroupConsumer: @unchecked Sendable {
         return out
     }
 }
+
+/// Applies each assignment change librdkafka proposes (eager or cooperative) and records it.
+/// Runs inside rd_kafka_consume_batch_queue / rd_kafka_consumer_close, on the polling thread.
+/// `partitions` is owned by librdkafka for the duration of the call.
+private let rebalanceCallback:
+    @convention(c) (
+        OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+        UnsafeMutableRawPointer?
+    ) -> Void = { handle, err, partitions, opaque in
+        guard let handle else { return }
+        let incremental = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) } == "COOPERATIVE"
+        var list: [TopicPartition] = []
+        if let partitions {
+            for i in 0..<Int(partitions.pointee.cnt) {
+                let e = partitions.pointee.elems[i]
+                list.append(TopicPartition(topic: String(cString: e.topic), partition: e.partition))
+            }
+        }
+        let kind: RebalanceEvent.Kind
+        if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            kind = .assigned
+            if incremental {
+                // The returned error object is ours to destroy.
+                if let e = rd_kafka_incremental_assign(handle, partitions) { rd_kafka_error_destroy(e) }
+            } else {
+                _ = rd_kafka_assign(handle, partitions)
+            }
+        } else {
+            // Revocation, or an error that loses the assignment: give the partitions up.
+            kind = .revoked
+            if incremental {
+                if let e = rd_kafka_incremental_unassign(handle, partitions) { rd_kafka_error_destroy(e) }
+            } else {
+                _ = rd_kafka_assign(handle, nil)
+            }
+        }
+        if let opaque {
+            let log = Unmanaged<RebalanceLog>.fromOpaque(opaque).takeUnretainedValue()
+            log.events.append(RebalanceEvent(kind: kind, partitions: list.sorted(), incremental: incremental))
+        }
+    }

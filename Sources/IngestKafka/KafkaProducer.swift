@@ -68,6 +68,8 @@ public final class KafkaProducer: @unchecked Sendable {
         "socket.nagle.disable": "true",
         "message.timeout.ms": "30000",
         "queue.buffering.max.messages": "200000",
+        // Keyed records land where Java clients (and ``KafkaPartitioner``) put them.
+        "partitioner": KafkaPartitioner.propertyValue,
     ]
 
     /// Who watches the eventfd that signals ready delivery reports.

@@ -8,6 +8,9 @@ public struct WorkerEvent: Sendable {
     public var record: KafkaRecord
     /// The idempotency key, made by the handler's ``EventHandler/idempotency`` strategy.
     public var dedupKey: String
+    /// The key the store claims for one handler: side effects committed with it carry it as
+    /// their ``SideEffect/dedupKey``.
+    public func claimKey(handler: String) -> String { "\(handler)|\(dedupKey)" }
     public var topicName: String?
     public var conversationID: String?
 
@@ -66,11 +69,21 @@ public protocol EventHandler: Sendable {
     /// effects of keys this worker still owned). Handlers that keep in-memory state derived
     /// from their effects apply them here, so memory follows the store exactly.
     func didCommit(_ effects: [SideEffect]) async
+    /// Called with events skipped because their key was already completed — by this worker
+    /// earlier, or by the member that owned the partition before a rebalance. Handlers whose
+    /// in-memory state follows their effects catch up here (deduplicating what they hold).
+    func didSkipDuplicates(_ events: [WorkerEvent]) async
+    /// Called when this member's assignment changes, before any record of a newly assigned
+    /// partition reaches ``handle(_:)``. A ``HandlerFailure/fatal(_:)`` pauses the worker
+    /// (e.g. topics that must be co-partitioned are not); other failures are logged.
+    func assignmentChanged(_ event: RebalanceEvent) async throws(HandlerFailure)
 }
 
 extension EventHandler {
     public var idempotency: IdempotencyStrategy { .automatic }
     public func didCommit(_ effects: [SideEffect]) async {}
+    public func didSkipDuplicates(_ events: [WorkerEvent]) async {}
+    public func assignmentChanged(_ event: RebalanceEvent) async throws(HandlerFailure) {}
 }
 
 /// Accepts everything and does nothing (measures the runtime itself).

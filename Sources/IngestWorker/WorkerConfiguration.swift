@@ -20,6 +20,8 @@ public struct WorkerConfiguration: Sendable {
     public var httpHost = "0.0.0.0"
     public var httpPort = 9090
     public var consumerProperties: [String: String] = [:]
+    /// Consumer properties set by features (``adopt(_:)``), to detect conflicts between them.
+    public var featureProperties: [String: String] = [:]
     public var workerID = "worker"
     /// Options of the `record` handler (tests and demos).
     public var recordHandler = RecordHandlerOptions()

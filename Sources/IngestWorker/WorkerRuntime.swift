@@ -122,17 +122,16 @@ public final class WorkerRuntime: @unchecked Sendable {
                 for e in polled.errors { logger.warning("consumer error", metadata: ["kafka.error": "\(e.message)"]) }
                 records = polled.records
             }
+            // Assignment changes reach the handlers before any record of a new partition.
+            if let fatal = await deliverRebalanceEvents() {
+                await pause(fatal)
+                continue
+            }
             if !records.isEmpty {
                 let outcome = await processKeepingMembership(records)
                 await onPollQueue { self.consumer?.store(outcome.offsets) }
-                if let fatal = outcome.fatal {
-                    logger.error(
-                        "handler reported a fatal error: consumption paused; fix the cause, then POST /resume or restart",
-                        metadata: ["error": "\(fatal)"]
-                    )
-                    carryOver = []
-                    await leaveGroup()
-                    setState(.paused(reason: fatal))
+                if let fatal = outcome.fatal ?? outcome.rebalanceFatal {
+                    await pause(fatal)
                     continue
                 }
             }
@@ -151,6 +150,49 @@ public final class WorkerRuntime: @unchecked Sendable {
         await leaveGroup()
         setState(.stopped)
         logger.info("worker stopped")
+    }
+
+    /// Leaves the group and waits for ``requestResume()``.
+    private func pause(_ fatal: String) async {
+        logger.error(
+            "handler reported a fatal error: consumption paused; fix the cause, then POST /resume or restart",
+            metadata: ["error": "\(fatal)"]
+        )
+        carryOver = []
+        await leaveGroup()
+        setState(.paused(reason: fatal))
+    }
+
+    /// Hands the consumer's assignment changes to every handler, in order; the first fatal
+    /// failure (the handler cannot own what it was given) is returned.
+    private func deliverRebalanceEvents() async -> String? {
+        let events = await onPollQueue { self.consumer?.takeRebalanceEvents() ?? [] }
+        return await deliver(events)
+    }
+
+    private func deliver(_ events: [RebalanceEvent]) async -> String? {
+        for event in events {
+            logger.info(
+                "partitions \(event.kind.rawValue)",
+                metadata: [
+                    "kafka.partitions": "\(event.partitions.map { "\($0.topic)/\($0.partition)" })",
+                    "kafka.incremental": "\(event.incremental)",
+                ]
+            )
+            for handler in handlers {
+                do {
+                    try await handler.assignmentChanged(event)
+                } catch .fatal(let message) {
+                    return "\(handler.name): \(message)"
+                } catch {
+                    logger.warning(
+                        "handler could not follow an assignment change",
+                        metadata: ["worker.handler": "\(handler.name)", "error": "\(error.message)"]
+                    )
+                }
+            }
+        }
+        return nil
     }
 
     /// Records fetched while a batch was in progress (only from partitions assigned meanwhile);
@@ -177,6 +219,12 @@ public final class WorkerRuntime: @unchecked Sendable {
                     }
                     keepAlive.paused.store(true, ordering: .relaxed)
                     if !fetched.isEmpty { keepAlive.fetched.withLock { $0 += fetched } }
+                    // A rebalance during a long batch: handlers learn of it now (e.g. stop
+                    // exporting what this member no longer owns); a fatal one ends the batch
+                    // after it, like a handler's fatal failure.
+                    if let fatal = await self.deliverRebalanceEvents() {
+                        keepAlive.fatal.withLock { $0 = $0 ?? fatal }
+                    }
                 }
                 return nil
             }
@@ -191,20 +239,27 @@ public final class WorkerRuntime: @unchecked Sendable {
         }
         if keepAlive.paused.load(ordering: .relaxed) { await onPollQueue { self.consumer?.setPaused(false) } }
         carryOver += keepAlive.fetched.withLock { $0 }
-        return outcome
+        var result = outcome
+        result.rebalanceFatal = keepAlive.fatal.withLock { $0 }
+        return result
     }
 
     private final class KeepAliveState: Sendable {
         let fetched = LockedValue<[KafkaRecord]>([])
         let paused = Atomic<Bool>(false)
+        let fatal = LockedValue<String?>(nil)
     }
 
     private func leaveGroup() async {
-        await onPollQueue {
-            // Commits stored offsets and leaves the group so others take the partitions now.
+        let last = await onPollQueue { () -> [RebalanceEvent] in
+            // Commits stored offsets and leaves the group so others take the partitions now
+            // (the final revocation is served during close).
             self.consumer?.close()
+            let events = self.consumer?.takeRebalanceEvents() ?? []
             self.consumer = nil
+            return events
         }
+        _ = await deliver(last)
     }
 
     private func updateLag() async {
@@ -217,6 +272,8 @@ public final class WorkerRuntime: @unchecked Sendable {
     struct BatchOutcome {
         var offsets: [PartitionOffset]
         var fatal: String?
+        /// A handler could not follow an assignment change during the batch.
+        var rebalanceFatal: String? = nil
     }
 
     private struct WorkItem: Sendable {
@@ -234,7 +291,8 @@ public final class WorkerRuntime: @unchecked Sendable {
 
     private enum ItemResult: Sendable {
         case done([SideEffect])
-        case duplicate
+        /// Completed before (`committed`), or a second copy within this batch.
+        case duplicate(committed: Bool)
         case deadLettered
         case fatal(String)
         /// Not finished (pause or lost lease): neither completed nor its offset stored.
@@ -273,7 +331,7 @@ public final class WorkerRuntime: @unchecked Sendable {
                     )
                 }
                 items.append(
-                    WorkItem(index: i, event: event, handler: h, claimKey: "\(handler.name)|\(event.dedupKey)")
+                    WorkItem(index: i, event: event, handler: h, claimKey: event.claimKey(handler: handler.name))
                 )
             }
         }
@@ -357,7 +415,7 @@ public final class WorkerRuntime: @unchecked Sendable {
                         if duplicates.contains(n) {
                             self.metrics.dedupHits.increment()
                             self.metrics.count(handler: self.handlers[item.handler].name, outcome: "duplicate")
-                            shared.results.withLock { $0[n] = .duplicate }
+                            shared.results.withLock { $0[n] = .duplicate(committed: false) }
                             continue
                         }
                         let result = await self.runItem(item, claim: claimsCopy[item.claimKey] ?? .claimed)
@@ -373,14 +431,15 @@ public final class WorkerRuntime: @unchecked Sendable {
         var completeKeys: [String] = []
         var effects: [SideEffect] = []
         var releaseKeys: [String] = []
+        var skipped: [Int: [WorkerEvent]] = [:]
         for (n, item) in items.enumerated() {
             switch itemResults[n] ?? .unfinished {
             case .done(let e):
                 completeKeys.append(item.claimKey)
                 // Effects are tied to the claim (handler-scoped key) they complete with.
                 effects += e.map { SideEffect(handler: $0.handler, dedupKey: item.claimKey, payload: $0.payload) }
-            case .duplicate:
-                break
+            case .duplicate(let committed):
+                if committed { skipped[item.handler, default: []].append(item.event) }
             case .deadLettered:
                 releaseKeys.append(item.claimKey)
             case .fatal(let message):
@@ -422,6 +481,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         if !releaseKeys.isEmpty {
             try? await store.release(releaseKeys, owner: configuration.workerID)
         }
+        for (h, events) in skipped.sorted(by: { $0.key < $1.key }) { await handlers[h].didSkipDuplicates(events) }
 
         // 5. Offsets: the contiguous finished prefix per partition.
         var next: [String: PartitionOffset] = [:]
@@ -461,7 +521,7 @@ public final class WorkerRuntime: @unchecked Sendable {
         if claim == .duplicate {
             metrics.dedupHits.increment()
             metrics.count(handler: handler.name, outcome: "duplicate")
-            return .duplicate
+            return .duplicate(committed: true)
         }
         var attempts = 0
         var firstFailure: Int64?

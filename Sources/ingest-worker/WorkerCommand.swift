@@ -84,6 +84,8 @@ struct WorkerCommand: AsyncParsableCommand {
             registry: registry,
             logger: logger
         )
+        // The runtime consumes the features' own topics too, with the properties they need.
+        var runtimeConfig = config
         for name in config.handlers {
             let feature: WorkerFeature
             do {
@@ -99,18 +101,23 @@ struct WorkerCommand: AsyncParsableCommand {
             } catch let error as ConfigurationError {
                 throw ValidationError("configuration error: \(error.message)")
             }
-            handlers.append(feature.handler)
+            handlers += feature.handlers
             if let service = feature.service { extraServices.append(service) }
+            do {
+                try runtimeConfig.adopt(feature)
+            } catch {
+                throw ValidationError("configuration error: \(error.message)")
+            }
         }
         let runtime = WorkerRuntime(
-            configuration: config,
+            configuration: runtimeConfig,
             handlers: handlers,
             store: store,
             logger: logger,
             metrics: WorkerMetrics(handlers: handlers.map(\.name), registry: registry),
             producer: producer
         )
-        let service = WorkerService(runtime: runtime, configuration: config, logger: logger)
+        let service = WorkerService(runtime: runtime, configuration: runtimeConfig, logger: logger)
         // Start order: the handlers' services (analytics, overflow), then the consumer that
         // feeds them. ServiceGroup shuts down in reverse start order, so on SIGTERM the
         // consumer stops (finishing and committing its batch) before analytics evaluates,

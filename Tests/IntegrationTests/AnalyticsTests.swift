@@ -510,7 +510,7 @@ struct AnalyticsEndToEndTests {
         try simulator.start()
         defer { Task { await simulator.stop() } }
         let broker = try TansuBroker()
-        try createTopic(broker)
+        try createAnalyticsTopics(broker)
         let db = try TestStore(.sqlite)
         let total = 2000
         try await produce(
@@ -556,7 +556,7 @@ struct AnalyticsEndToEndTests {
     @Test(arguments: StoreKind.available)
     func sigkillMidStreamNeitherLosesNorDoubleCountsWaits(kind: StoreKind) async throws {
         let broker = try TansuBroker()
-        try createTopic(broker)
+        try createAnalyticsTopics(broker)
         let db = try TestStore(kind)
         let total = 3000
         let queues = ["q-a", "q-b", "q-c"]

@@ -199,6 +199,17 @@ public struct AlertEvaluator: Sendable {
         states.values.count { if case .firing = $0 { true } else if case .clearing = $0 { true } else { false } }
     }
 
+    /// Marks an alert as firing without a transition (it fired on another instance, which
+    /// owned the queue before): it resolves here once its value stays clear.
+    public mutating func restoreFiring(rule: String, queueID: String, mediaType: String) {
+        states[Key(rule: rule, queueID: queueID, mediaType: mediaType)] = .firing
+    }
+
+    /// Forgets the states of the queues `leaving` selects (no longer evaluated here).
+    public mutating func forget(where leaving: (_ queue: (queueID: String, mediaType: String)) -> Bool) {
+        states = states.filter { !leaving(($0.key.queueID, $0.key.mediaType)) }
+    }
+
     /// Feeds the current value of `rule` for one queue and returns the transition it causes,
     /// if any. `nil` means no data (e.g. nobody queued in the window): it never triggers, and
     /// counts as clear for a firing alert.
@@ -250,4 +261,30 @@ public struct AlertEvaluator: Sendable {
             return nil
         }
     }
+}
+
+/// An alert's state as every instance sees it (a shared document keyed by the dedup key):
+/// whoever records a transition first sends it to PagerDuty.
+struct AlertState: Sendable, Equatable {
+    var firing: Bool
+    var rule: String
+    var queueID: String
+    var mediaType: String
+
+    init(firing: Bool, rule: String, queueID: String, mediaType: String) {
+        self.firing = firing
+        self.rule = rule
+        self.queueID = queueID
+        self.mediaType = mediaType
+    }
+
+    /// `firing|resolved <TAB> rule <TAB> queue <TAB> media` (names hold no tabs: rules are
+    /// identifiers, queue ids UUIDs).
+    init?(_ body: String) {
+        let f = body.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        guard f.count == 4, f[0] == "firing" || f[0] == "resolved" else { return nil }
+        self.init(firing: f[0] == "firing", rule: f[1], queueID: f[2], mediaType: f[3])
+    }
+
+    var body: String { "\(firing ? "firing" : "resolved")\t\(rule)\t\(queueID)\t\(mediaType)" }
 }

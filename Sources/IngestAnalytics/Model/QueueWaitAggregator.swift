@@ -64,6 +64,10 @@ public struct QueueWaitAggregator: Sendable {
         public var allowedLatenessMilliseconds: Int64 = 120_000
         public var serviceLevelThresholdMilliseconds: Double = 20_000
         public var compression: Double = 50
+        /// Waits a bucket keeps unmerged until it is sealed (no wait can reach it any more):
+        /// up to this many per bucket, its percentiles depend only on which waits it holds,
+        /// not on their order, so any number of instances report identical figures.
+        public var bucketBufferLimit = 1000
         /// Queue/media pairs tracked at most (bounded metric cardinality).
         public var maxQueues = 2000
 
@@ -92,7 +96,9 @@ public struct QueueWaitAggregator: Sendable {
         var digest: TDigest
         var stats = WaitStatistics()
 
-        init(compression: Double) { digest = TDigest(compression: compression) }
+        init(compression: Double, bufferLimit: Int = 1000) {
+            digest = TDigest(compression: compression, bufferLimit: bufferLimit)
+        }
 
         mutating func add(_ o: WaitObservation, threshold: Double) {
             stats.offered += 1
@@ -140,17 +146,42 @@ public struct QueueWaitAggregator: Sendable {
         let t = o.eventTimeMilliseconds
         let threshold = configuration.serviceLevelThresholdMilliseconds
         let c = configuration.compression
+        let limit = configuration.bucketBufferLimit
         let interval = Self.floor(t, Int64(configuration.intervalMinutes) * 60_000)
         // Mutate in place: copying the state out and back would copy its bucket dictionaries.
         Self.update(&queues[key, default: QueueState()]) { state in
-            state.minuteBuckets[Self.floor(t, 60_000), default: Bucket(compression: c)].add(o, threshold: threshold)
-            state.fiveMinuteBuckets[Self.floor(t, 300_000), default: Bucket(compression: c)].add(
+            state.minuteBuckets[Self.floor(t, 60_000), default: Bucket(compression: c, bufferLimit: limit)].add(
+                o,
+                threshold: threshold
+            )
+            state.fiveMinuteBuckets[Self.floor(t, 300_000), default: Bucket(compression: c, bufferLimit: limit)].add(
                 o,
                 threshold: threshold
             )
             state.openIntervals.insert(interval)
         }
+        if newestEventTime - lastSeal >= 60_000 { seal() }
         return .counted
+    }
+
+    private var lastSeal: Int64 = 0
+
+    /// Compresses the buckets no wait can reach any more (their end plus the allowed lateness
+    /// has passed), freeing their buffers. Figures do not change: windows merge every bucket
+    /// in its canonical form.
+    private mutating func seal() {
+        lastSeal = newestEventTime
+        let horizon = newestEventTime - configuration.allowedLatenessMilliseconds
+        for key in Array(queues.keys) {
+            Self.update(&queues[key]!) { state in
+                for (start, _) in state.minuteBuckets where start + 60_000 <= horizon {
+                    state.minuteBuckets[start]!.digest.compress()
+                }
+                for (start, _) in state.fiveMinuteBuckets where start + 300_000 <= horizon {
+                    state.fiveMinuteBuckets[start]!.digest.compress()
+                }
+            }
+        }
     }
 
     @inline(__always) private static func update(_ state: inout QueueState, _ body: (inout QueueState) -> Void) {
@@ -207,6 +238,11 @@ public struct QueueWaitAggregator: Sendable {
             }
         }
         return out.sorted { $0.1 < $1.1 }
+    }
+
+    /// Forgets `keys` entirely (queues this instance no longer owns).
+    public mutating func remove(_ keys: some Sequence<QueueKey>) {
+        for key in keys { queues[key] = nil }
     }
 
     /// Drops buckets no window can reach any more and intervals already published; returns the

@@ -14,15 +14,21 @@ public struct TDigest: Sendable, Equatable {
     }
 
     public let compression: Double
+    /// Values kept unmerged before the digest compresses on its own. Up to this many values
+    /// the digest is a function of the multiset alone, not of the order the values came in
+    /// (see ``canonical``); beyond it, of the order too (within the stated error either way).
+    public let bufferLimit: Int
     public private(set) var centroids: [Centroid] = []
     private var buffer: [Centroid] = []
     public private(set) var count: Double = 0
     public private(set) var min = Double.infinity
     public private(set) var max = -Double.infinity
 
-    public init(compression: Double = 100) {
+    /// - Parameter bufferLimit: default `2 × compression` (the classic merging digest);
+    ///   larger limits trade memory for order independence (the analytics buckets use 1,000).
+    public init(compression: Double = 100, bufferLimit: Int? = nil) {
         self.compression = compression
-        buffer.reserveCapacity(Int(compression) * 2)
+        self.bufferLimit = Swift.max(1, bufferLimit ?? Int(compression) * 2)
     }
 
     /// Adds a value (with a weight, e.g. a pre-aggregated count).
@@ -32,14 +38,25 @@ public struct TDigest: Sendable, Equatable {
         count += weight
         if value < min { min = value }
         if value > max { max = value }
-        if buffer.count >= Int(compression) * 2 { compress() }
+        if buffer.count >= bufferLimit { compress() }
+    }
+
+    /// This digest with its unmerged values compressed: the same for the same values in any
+    /// order, as long as no more than ``bufferLimit`` values arrived since the last
+    /// ``compress()``. Merging canonical forms keeps windows independent of arrival order and
+    /// of when buckets were sealed.
+    public var canonical: TDigest {
+        guard !buffer.isEmpty else { return self }
+        var copy = self
+        copy.compress()
+        return copy
     }
 
     /// Folds `other` into this digest (digests of the same population merge losslessly enough
-    /// for windows and intervals to be combined).
+    /// for windows and intervals to be combined). `other` enters in its ``canonical`` form.
     public mutating func merge(_ other: TDigest) {
         guard other.count > 0 else { return }
-        for c in other.centroids + other.buffer { buffer.append(c) }
+        buffer.append(contentsOf: other.canonical.centroids)
         count += other.count
         min = Swift.min(min, other.min)
         max = Swift.max(max, other.max)
@@ -51,7 +68,8 @@ public struct TDigest: Sendable, Equatable {
         guard !buffer.isEmpty else { return }
         var all = centroids + buffer
         buffer.removeAll(keepingCapacity: true)
-        all.sort { $0.mean < $1.mean }
+        // A total order (equal means by weight): the result does not depend on input order.
+        all.sort { ($0.mean, $0.weight) < ($1.mean, $1.weight) }
         let total = all.reduce(0) { $0 + $1.weight }
         var merged: [Centroid] = []
         merged.reserveCapacity(Int(compression) * 2)

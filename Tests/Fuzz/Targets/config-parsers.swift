@@ -1,7 +1,7 @@
 import Foundation
 import IngestCore
 
-/// The alert-rule text parser and the overflow configuration parser (JSON, then loop and
+/// The alert-rule text parser, the shared alert-state reader and the overflow configuration parser (JSON, then loop and
 /// capacity validation with a seeded load simulation) over arbitrary input: a
 /// ConfigurationError with a message is fine, a trap or a hang is not.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -10,7 +10,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let all = bytes(data, size)
     let input = Array(all.dropFirst())
     if all[0] & 1 == 0 {
-        _ = try? AlertRule.parseList(String(decoding: input, as: UTF8.self), windows: [5, 15, 60])
+        let text = String(decoding: input, as: UTF8.self)
+        _ = try? AlertRule.parseList(text, windows: [5, 15, 60])
+        // Shared alert states are read back from the store by every instance.
+        if let state = AlertState(text) { check(AlertState(state.body) == state, "an alert state does not round-trip") }
     } else {
         _ = try? OverflowConfiguration.parse(Data(input))
     }
