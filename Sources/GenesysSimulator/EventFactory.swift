@@ -55,4 +55,25 @@ public enum EventFactory {
         }
         return Array((body + tail).utf8)
     }
+
+    /// An EventBridge envelope of an `acd.end` detail event (the queue wait analytics reads).
+    public static func acdEndEvent(
+        conversationID: String = uuid(),
+        eventID: String = uuid(),
+        queueID: String,
+        waitMilliseconds: Int,
+        outcome: String = "ANSWERED",
+        eventTime: Int64
+    ) -> [UInt8] {
+        Array(
+            """
+            {"version":"0","id":"\(eventID)","detail-type":"v2.detail.events.conversation.{id}.acd.end",\
+            "source":"aws.partner/genesys.com/cloud/32aa07aa-db1b-4987-abd0-9483601ec29d/ingest-test",\
+            "detail":{"topicName":"v2.detail.events.conversation.\(conversationID).acd.end","version":"2",\
+            "eventBody":{"eventTime":\(eventTime),"conversationId":"\(conversationID)","participantId":"p-acd",\
+            "sessionId":"s-1","queueId":"\(queueID)","mediaType":"VOICE","acdOutcome":"\(outcome)",\
+            "connectedDurationMs":\(waitMilliseconds)}}}
+            """.utf8
+        )
+    }
 }

@@ -279,12 +279,17 @@ public actor AnalyticsEngine {
         let end = max(now, aggregator.newestEventTime)
         var points: [String] = []
         let emitPoints = tsdb != nil && (final || now - lastPoints >= Int64(configuration.tsdbFlushMilliseconds))
-        let exported = aggregator.queueKeys.filter { exports($0.queueID) }
-        for key in exported.sorted(by: { ($0.queueID, $0.mediaType) < ($1.queueID, $1.mediaType) }) {
+        // The last tick before shutdown comes after the consumer left the group (its queues are
+        // parked then): it still pushes the points of everything this instance counted, but
+        // gauges, alerts and summaries are only ever the owner's.
+        let held = aggregator.queueKeys.filter { exports($0.queueID) || final }
+        for key in held.sorted(by: { ($0.queueID, $0.mediaType) < ($1.queueID, $1.mediaType) }) {
+            let owner = exports(key.queueID)
             for minutes in configuration.aggregator.windowMinutes {
                 guard let stats = aggregator.window(key, minutes: minutes, endingAt: end) else { continue }
-                exportGauges(key, window: minutes, stats)
                 if emitPoints { points += Self.points(key, window: minutes, stats, time: now) }
+                guard owner else { continue }
+                exportGauges(key, window: minutes, stats)
                 for rule in evaluator.rules where !rule.metric.isObservation && rule.windowMinutes == minutes {
                     let value = stats.offered >= rule.minimumOffered ? Self.value(rule.metric, stats) : nil
                     if let t = evaluator.evaluate(

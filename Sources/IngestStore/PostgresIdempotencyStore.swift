@@ -67,12 +67,14 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
         try execute("SET application_name = 'genesys-ingest-worker'")
         // Notices ("schema … already exists, skipping") are not for operators.
         try execute("SET client_min_messages TO warning")
+        // Serialise schema creation and migrations of several workers starting at once
+        // (`CREATE SCHEMA IF NOT EXISTS` alone races: "duplicate key value violates unique
+        // constraint pg_namespace_nspname_index").
+        try execute("SELECT pg_advisory_lock(727274)")
+        defer { try? execute("SELECT pg_advisory_unlock(727274)") }
         try execute("CREATE SCHEMA IF NOT EXISTS \(schema)")
         try execute("SET search_path = \(schema)")
         guard migrates else { return }
-        // Serialise concurrent migrations from several workers starting at once.
-        try execute("SELECT pg_advisory_lock(727274)")
-        defer { try? execute("SELECT pg_advisory_unlock(727274)") }
         try execute(
             """
             CREATE TABLE IF NOT EXISTS ingest_schema_version (version INTEGER NOT NULL);

@@ -103,6 +103,8 @@ struct Produce: ParsableCommand {
     @Option(help: "Number of events.") var count: Int = 10_000
     @Option(help: "Distinct conversations (Kafka keys).") var conversations: Int = 1000
     @Option(help: "Approximate body size in bytes.") var size: Int = 1500
+    @Option(help: "Produce acd.end events over this many queues instead (analytics load; 0: conversation events).")
+    var acdEndQueues: Int = 0
 
     func run() throws {
         let failures = FailureCount()
@@ -115,9 +117,19 @@ struct Produce: ParsableCommand {
         )
         let ids = (0..<max(1, conversations)).map { _ in EventFactory.uuid() }
         let stopwatch = RatePacer(perSecond: 0)
+        let now = WallClock.nowMilliseconds()
         for i in 0..<count {
             let conversation = ids[i % ids.count]
-            let body = EventFactory.conversationEvent(conversationID: conversation, targetSize: size)
+            let body =
+                acdEndQueues > 0
+                ? EventFactory.acdEndEvent(
+                    conversationID: conversation,
+                    queueID: "bench-queue-\(i % acdEndQueues)",
+                    waitMilliseconds: (i &* 7919) % 300_000,
+                    outcome: i % 9 == 0 ? "ABANDON" : "ANSWERED",
+                    eventTime: now + Int64(i / 1000)
+                )
+                : EventFactory.conversationEvent(conversationID: conversation, targetSize: size)
             // Back off while the local queue is full.
             while !produceOnce(producer, key: Array(conversation.utf8), value: body, token: UInt64(i + 1)) {
                 Thread.sleep(forTimeInterval: 0.005)
