@@ -37,6 +37,12 @@ let package = Package(
             name: "IngestKafka",
             dependencies: ["CRdKafka", "CSystemShims", "IngestCore", .product(name: "Logging", package: "swift-log")]
         ),
+        // The durable local spool: checksummed segment files, group-committed fsyncs, and the
+        // forwarder that sends them to Kafka in order.
+        .target(
+            name: "IngestSpool",
+            dependencies: ["IngestCore", "IngestKafka", .product(name: "Logging", package: "swift-log")]
+        ),
         // The only importer of libcurl: the one outbound HTTP client of every process.
         .target(name: "IngestHTTPClient", dependencies: ["CCurl", "IngestCore"]),
         // The only importer of SQLite and libpq: the store adapters (protocols are in IngestCore).
@@ -81,7 +87,7 @@ let package = Package(
         .target(
             name: "IngestGateway",
             dependencies: [
-                "IngestCore", "IngestCrypto", "IngestHTTP", "IngestKafka",
+                "IngestCore", "IngestCrypto", "IngestHTTP", "IngestKafka", "IngestSpool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -136,6 +142,7 @@ let package = Package(
         .executableTarget(
             name: "ingestctl",
             dependencies: [
+                "IngestSpool",
                 "IngestCore", "IngestCrypto", "IngestKafka", "GenesysSimulator", "IngestHTTPClient",
                 "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -148,6 +155,7 @@ let package = Package(
         .testTarget(name: "IngestOverflowTests", dependencies: ["IngestOverflow", "IngestCore"]),
         .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
+        .testTarget(name: "IngestSpoolTests", dependencies: ["IngestSpool", "IngestKafka", "IngestTesting"]),
         .testTarget(
             name: "GenesysAPITests",
             dependencies: ["GenesysAPI", "GenesysSimulator", "IngestStore", "IngestTesting"]

@@ -3,6 +3,7 @@ import IngestCore
 import IngestCrypto
 import IngestHTTP
 import IngestKafka
+import IngestSpool
 import Logging
 import Prometheus
 import Synchronization
@@ -46,6 +47,9 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     private let readinessQueue = DispatchQueue(label: "genesys-ingest.gateway.readiness")
     private let inspector = EnvelopeInspector()
     let requestIDPrefix: String
+    /// Spool mode: the log every accepted event is written to, and its forwarder to Kafka.
+    private(set) var spool: SpoolLog?
+    private var forwarder: SpoolForwarder?
 
     /// - Parameter registry: where metrics are registered (a fresh one by default).
     public init(
@@ -85,6 +89,7 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     public func start() throws -> Int {
         try LibrdkafkaVersion.check()
         if configuration.createTopics { ensureTopics(kafkaClient) }
+        if configuration.deliveryMode == .spool { try openSpool() }
         let producer = try makeProducer()
         producerLock.withLock { $0 = producer }
         let server = try HTTPServer(
@@ -137,6 +142,22 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         await server?.shutdown(deadline: budget)
         readinessTimer?.cancel()
         readinessQueue.sync {}  // a producer replacement in progress finishes first
+        if let spool {
+            // Everything answered is on disk; what Kafka has not acknowledged yet stays in the
+            // spool and is forwarded after the next start.
+            spool.close()
+            let forwarder = forwarder
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    forwarder?.stop()
+                    continuation.resume()
+                }
+            }
+            logger.info(
+                "spool closed",
+                metadata: ["spool.pending_records": "\(spool.durableSequence - spool.acknowledgedSequence)"]
+            )
+        }
         // The event loops are stopped now: flush's own polling serves the remaining reports.
         if let producer = currentProducer {
             let remaining = max(Duration.zero, budget - (clock.now - start))
@@ -157,6 +178,52 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
             producer.close()
         }
         logger.info("gateway stopped")
+    }
+
+    /// Opens (and recovers) the spool and starts forwarding it.
+    private func openSpool() throws {
+        var spoolConfiguration = SpoolConfiguration(directory: configuration.spoolDirectory)
+        spoolConfiguration.maxBytes = configuration.spoolMaxBytes
+        spoolConfiguration.segmentBytes = configuration.spoolSegmentBytes
+        let spool = try SpoolLog(configuration: spoolConfiguration, logger: logger) { [weak self] tokens, error in
+            self?.routeDurable(tokens, error)
+        }
+        let r = spool.recovery
+        metrics.spoolCorruptBytes.record(r.corruptBytes)
+        logger.info(
+            "spool opened",
+            metadata: [
+                "spool.dir": "\(configuration.spoolDirectory)", "spool.pending_records": "\(r.pendingRecords)",
+                "spool.torn_bytes": "\(r.tornBytes)", "spool.quarantined": "\(r.quarantinedSegments)",
+            ]
+        )
+        let forwarder = SpoolForwarder(log: spool, kafka: kafkaClient, logger: logger)
+        forwarder.start()
+        self.spool = spool
+        self.forwarder = forwarder
+    }
+
+    /// On the spool's writer thread: a batch is durable (or failed); each loop answers its part.
+    private func routeDurable(_ tokens: [UInt64], _ error: SpoolError?) {
+        forwarder?.notify()
+        var byLoop = Array(repeating: [UInt64](), count: contexts.count)
+        for t in tokens {
+            let loop = Int(t >> 48) - 1
+            if loop >= 0 && loop < byLoop.count { byLoop[loop].append(t) }
+        }
+        for (i, part) in byLoop.enumerated() where !part.isEmpty {
+            let context = contexts[i]
+            context.loop.queue.async { context.completeDurable(part, error: error) }
+        }
+    }
+
+    /// Why spool mode cannot take events now, if it cannot.
+    var spoolProblem: String? {
+        guard let spool else { return nil }
+        if let e = spool.writeError { return "spool write failing: \(e)" }
+        let s = spool.stats
+        if s.bytes >= configuration.spoolMaxBytes * 95 / 100 { return "spool nearly full (\(s.bytes) bytes)" }
+        return nil
     }
 
     private func ensureTopics(_ kafka: KafkaClientConfiguration) {
@@ -193,6 +260,14 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     /// failed producer is replaced; requests meanwhile get 503s and `/readyz` says why.
     private func checkHealth() {
         guard !stopping.load(ordering: .relaxed), let producer = currentProducer else { return }
+        if let spool, let forwarder {
+            let s = spool.stats
+            metrics.spoolBytes.record(s.bytes)
+            metrics.spoolSegments.record(s.segments)
+            metrics.spoolSyncs.record(s.syncs)
+            metrics.spoolPendingRecords.record(Int(s.durableSequence - s.acknowledgedSequence))
+            metrics.spoolResends.record(forwarder.resends.withLock { $0 })
+        }
         let reachable = producer.probeBroker(timeoutMilliseconds: 900)
         updateReadiness(reachable)
         let now = DispatchTime.now().uptimeNanoseconds
@@ -327,7 +402,25 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
             guard request.method == "GET" || request.method == "HEAD" else {
                 return respond(responder, .methodNotAllowed(allow: "GET, HEAD"), source: GatewayMetrics.noSource)
             }
-            if !isBrokerReachable || !isProducerHealthy {
+            if spool != nil {
+                // Spool mode: ready while the spool takes events, whatever Kafka is doing.
+                if let problem = spoolProblem {
+                    respond(
+                        responder,
+                        .json(
+                            .serviceUnavailable,
+                            "{\"status\":\"not ready\",\"reason\":\(JSONString.quote(problem))}"
+                        ),
+                        source: GatewayMetrics.noSource
+                    )
+                } else {
+                    respond(
+                        responder,
+                        .json(.ok, "{\"status\":\"ready\",\"mode\":\"spool\"}"),
+                        source: GatewayMetrics.noSource
+                    )
+                }
+            } else if !isBrokerReachable || !isProducerHealthy {
                 let reason = isBrokerReachable ? "producer not delivering" : "broker unreachable"
                 respond(
                     responder,

@@ -60,6 +60,20 @@ public struct GatewayConfiguration: Sendable {
     public var kafkaProperties: [String: String] = [:]
     public var sources: [SourceConfiguration] = []
 
+    /// When a 202 is sent.
+    public enum DeliveryMode: String, Sendable {
+        /// After the broker acknowledged the record (`acks=all`); 503 while Kafka is down.
+        case kafka
+        /// After the local spool's `fdatasync` covering the record; a forwarder sends the
+        /// spool to Kafka in order, so Kafka outages are ridden out up to the spool's size.
+        case spool
+    }
+
+    public var deliveryMode = DeliveryMode.kafka
+    public var spoolDirectory = "spool"
+    public var spoolMaxBytes: Int64 = 1 << 30
+    public var spoolSegmentBytes: Int64 = 64 << 20
+
     public init() {}
 
     /// Environment variable names read by ``init(environment:)`` (documented in the README;
@@ -70,7 +84,8 @@ public struct GatewayConfiguration: Sendable {
         "INGEST_KAFKA_BROKERS", "INGEST_TOPIC_PREFIX", "INGEST_ACK_DEADLINE_MS", "INGEST_RETRY_AFTER_SECONDS",
         "INGEST_SHUTDOWN_TIMEOUT_MS", "INGEST_PRODUCER_STALL_MS", "INGEST_CREATE_TOPICS", "INGEST_TOPIC_PARTITIONS",
         "INGEST_TOPIC_REPLICATION", "INGEST_KAFKA_PROPERTIES", "INGEST_SOURCES", "INGEST_LOG_LEVEL",
-        "INGEST_LOG_FORMAT",
+        "INGEST_LOG_FORMAT", "INGEST_DELIVERY_MODE", "INGEST_SPOOL_DIR", "INGEST_SPOOL_MAX_BYTES",
+        "INGEST_SPOOL_SEGMENT_BYTES",
     ]
 
     /// Per-source variable suffixes: `INGEST_SOURCE_<NAME>_<SUFFIX>`.
@@ -122,6 +137,18 @@ public struct GatewayConfiguration: Sendable {
             "INGEST_SHUTDOWN_TIMEOUT_MS",
             default: shutdownTimeoutMilliseconds,
             range: 0...600_000
+        )
+        let mode = env.string("INGEST_DELIVERY_MODE", default: deliveryMode.rawValue)
+        guard let deliveryMode = DeliveryMode(rawValue: mode) else {
+            throw ConfigurationError("INGEST_DELIVERY_MODE must be kafka or spool, not '\(mode)'")
+        }
+        self.deliveryMode = deliveryMode
+        spoolDirectory = env.string("INGEST_SPOOL_DIR", default: spoolDirectory)
+        spoolMaxBytes = Int64(
+            try env.int("INGEST_SPOOL_MAX_BYTES", default: Int(spoolMaxBytes), range: 1 << 20...(1 << 50))
+        )
+        spoolSegmentBytes = Int64(
+            try env.int("INGEST_SPOOL_SEGMENT_BYTES", default: Int(spoolSegmentBytes), range: 64 << 10...(1 << 32))
         )
         producerStallMilliseconds = try env.int(
             "INGEST_PRODUCER_STALL_MS",

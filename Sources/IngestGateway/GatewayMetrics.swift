@@ -20,10 +20,18 @@ final class GatewayMetrics: Sendable {
     let heartbeatsDropped: CoreMetrics.Counter
     let brokerUp: CoreMetrics.Gauge
     let producerRestarts: CoreMetrics.Counter
+    /// Spool mode: sizes and positions, refreshed every second; sync latency per batch.
+    let spoolBytes: CoreMetrics.Gauge
+    let spoolPendingRecords: CoreMetrics.Gauge
+    let spoolSegments: CoreMetrics.Gauge
+    let spoolSyncs: CoreMetrics.Gauge
+    let spoolResends: CoreMetrics.Gauge
+    let spoolCorruptBytes: CoreMetrics.Gauge
+    let spoolSyncLatency: CoreMetrics.Timer
     private let brokerErrors: [String: CoreMetrics.Counter]
     static let brokerErrorKinds = [
         "queue_full", "delivery_failed", "deadline_exceeded", "broker_unreachable",
-        "client_error",
+        "client_error", "spool_full", "spool_write_failed",
     ]
 
     init(sources: [String], registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -85,6 +93,20 @@ final class GatewayMetrics: Sendable {
         self.brokerUp = CoreMetrics.Gauge(label: "ingest_broker_reachable", dimensions: [], factory: factory)
         self.producerRestarts = CoreMetrics.Counter(
             label: "ingest_producer_restarts_total",
+            dimensions: [],
+            factory: factory
+        )
+        func gauge(_ name: String) -> CoreMetrics.Gauge {
+            CoreMetrics.Gauge(label: name, dimensions: [], factory: factory)
+        }
+        self.spoolBytes = gauge("ingest_spool_bytes")
+        self.spoolPendingRecords = gauge("ingest_spool_pending_records")
+        self.spoolSegments = gauge("ingest_spool_segments")
+        self.spoolSyncs = gauge("ingest_spool_syncs")
+        self.spoolResends = gauge("ingest_spool_forward_resends")
+        self.spoolCorruptBytes = gauge("ingest_spool_corrupt_bytes")
+        self.spoolSyncLatency = CoreMetrics.Timer(
+            label: "ingest_spool_sync_latency_seconds",
             dimensions: [],
             factory: factory
         )

@@ -3,6 +3,7 @@ import IngestCore
 import IngestCrypto
 import IngestHTTP
 import IngestKafka
+import IngestSpool
 
 #if canImport(Glibc)
 import Glibc
@@ -112,6 +113,19 @@ final class LoopContext: @unchecked Sendable {
                 bodyBytes: bodyBytes
             )
         }
+        if let spool = gateway.spool {
+            return spoolEvent(
+                request,
+                info: info,
+                spool: spool,
+                source: index,
+                keyID: keyID,
+                requestID: requestID,
+                counter: counter,
+                receivedAt: now.milliseconds,
+                responder: responder
+            )
+        }
         guard gateway.isBrokerReachable, let producer else {
             gateway.metrics.countBrokerError("broker_unreachable")
             return gateway.respond(
@@ -121,17 +135,14 @@ final class LoopContext: @unchecked Sendable {
                 bodyBytes: bodyBytes
             )
         }
-        var headers = [
-            KafkaHeader(name: IngestHeader.contentType, string: request.headers["content-type"] ?? "application/json"),
-            KafkaHeader(name: IngestHeader.receivedAt, string: String(now.milliseconds)),
-            KafkaHeader(name: IngestHeader.source, string: name),
-            KafkaHeader(name: IngestHeader.requestID, string: requestID),
-            KafkaHeader(name: IngestHeader.keyID, string: keyID),
-        ]
-        if let topicName = info.topicName {
-            headers.append(KafkaHeader(name: IngestHeader.topicName, string: topicName))
-        }
-        if let id = info.envelopeID { headers.append(KafkaHeader(name: IngestHeader.eventID, string: id)) }
+        let headers = recordHeaders(
+            request,
+            info: info,
+            source: name,
+            keyID: keyID,
+            requestID: requestID,
+            receivedAt: now.milliseconds
+        )
         let token = tokenBase | counter
         let started = DispatchTime.now().uptimeNanoseconds
         do {
@@ -161,6 +172,119 @@ final class LoopContext: @unchecked Sendable {
         )
         tokenOrder.append(token)
         gateway.metrics.inFlight.increment()
+    }
+
+    /// The record headers of an accepted event (the same in both delivery modes).
+    private func recordHeaders(
+        _ request: HTTPRequest,
+        info: EnvelopeInfo,
+        source: String,
+        keyID: String,
+        requestID: String,
+        receivedAt: Int64
+    ) -> [KafkaHeader] {
+        var headers = [
+            KafkaHeader(name: IngestHeader.contentType, string: request.headers["content-type"] ?? "application/json"),
+            KafkaHeader(name: IngestHeader.receivedAt, string: String(receivedAt)),
+            KafkaHeader(name: IngestHeader.source, string: source),
+            KafkaHeader(name: IngestHeader.requestID, string: requestID),
+            KafkaHeader(name: IngestHeader.keyID, string: keyID),
+        ]
+        if let topicName = info.topicName {
+            headers.append(KafkaHeader(name: IngestHeader.topicName, string: topicName))
+        }
+        if let id = info.envelopeID { headers.append(KafkaHeader(name: IngestHeader.eventID, string: id)) }
+        return headers
+    }
+
+    /// Spool mode: writes the event to the spool; the 202 follows the sync that covers it.
+    private func spoolEvent(
+        _ request: HTTPRequest,
+        info: EnvelopeInfo,
+        spool: SpoolLog,
+        source index: Int,
+        keyID: String,
+        requestID: String,
+        counter: UInt64,
+        receivedAt: Int64,
+        responder: HTTPResponder
+    ) {
+        let name = gateway.sources[index].name
+        let bodyBytes = request.body.count
+        let headers = recordHeaders(
+            request,
+            info: info,
+            source: name,
+            keyID: keyID,
+            requestID: requestID,
+            receivedAt: receivedAt
+        )
+        let token = tokenBase | counter
+        let started = DispatchTime.now().uptimeNanoseconds
+        do {
+            try spool.append(
+                SpoolRecord(
+                    topic: gateway.topic(for: info.family),
+                    key: info.key.map { Array($0.utf8) },
+                    value: request.body,
+                    headers: headers.map { ($0.name, $0.value) }
+                ),
+                token: token
+            )
+        } catch {
+            let full: Bool
+            if case .full = error { full = true } else { full = false }
+            gateway.metrics.countBrokerError(full ? "spool_full" : "spool_write_failed")
+            return gateway.respond(
+                responder,
+                unavailable(error.description, requestID),
+                source: name,
+                bodyBytes: bodyBytes
+            )
+        }
+        pending[token] = Pending(
+            responder: responder,
+            source: index,
+            requestID: requestID,
+            bodyBytes: bodyBytes,
+            startedAt: started,
+            deadline: started + deadlineNanos
+        )
+        tokenOrder.append(token)
+        gateway.metrics.inFlight.increment()
+    }
+
+    /// Spool mode: answers the requests whose records are on disk (202) or failed to be (503).
+    func completeDurable(_ tokens: [UInt64], error: SpoolError?) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
+        let now = DispatchTime.now().uptimeNanoseconds
+        for token in tokens {
+            guard let p = pending.removeValue(forKey: token) else { continue }  // already answered 503
+            gateway.metrics.inFlight.decrement()
+            let name = gateway.sources[p.source].name
+            if let error {
+                gateway.metrics.countBrokerError("spool_write_failed")
+                gateway.logger.warning(
+                    "spool write failed",
+                    metadata: ["request.id": "\(p.requestID)", "error": "\(error)"]
+                )
+                gateway.respond(
+                    p.responder,
+                    unavailable(error.description, p.requestID),
+                    source: name,
+                    bodyBytes: p.bodyBytes
+                )
+            } else {
+                gateway.metrics.spoolSyncLatency.recordNanoseconds(Int64(now &- p.startedAt))
+                gateway.respond(
+                    p.responder,
+                    .json(.accepted, "{\"status\":\"accepted\",\"requestId\":\"\(p.requestID)\"}"),
+                    source: name,
+                    bodyBytes: p.bodyBytes
+                )
+            }
+        }
+        compactTokenOrder()
     }
 
     /// Answers the requests whose records were acknowledged (or failed).

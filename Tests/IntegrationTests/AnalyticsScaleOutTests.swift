@@ -359,21 +359,30 @@ struct AnalyticsScaleOutTests {
             ]
         )
         try cluster.start(3)
-        let now = WallClock.nowMilliseconds()
-        let surge = (0..<40).map { i in
-            (
-                key: "surge-\(i)",
-                value: acdEndEvent(
-                    id: "surge-\(i)",
-                    conversation: "surge-\(i)",
-                    queue: "queue-surge",
-                    waitMilliseconds: 150_000 + i * 2_000,
-                    eventTime: now - 5_000 + Int64(i) * 100
+        // Long waits, stamped with the time they are sent, every second until the alert fires:
+        // the 1-minute window holds only the current minute, and the group may still be
+        // settling, so one burst could land in a minute the window has already left.
+        var sent = 0
+        let triggered = await within(90) {
+            if !simulator.receiver.pagerDutyEvents.isEmpty { return true }
+            let now = WallClock.nowMilliseconds()
+            let burst = (0..<10).map { i in
+                (
+                    key: "surge-\(sent + i)",
+                    value: acdEndEvent(
+                        id: "surge-\(sent + i)",
+                        conversation: "surge-\(sent + i)",
+                        queue: "queue-surge",
+                        waitMilliseconds: 150_000 + (sent + i) * 1_000,
+                        eventTime: now
+                    )
                 )
-            )
+            }
+            sent += burst.count
+            try? await produce(broker, burst)
+            try? await Task.sleep(for: .seconds(1))
+            return !simulator.receiver.pagerDutyEvents.isEmpty
         }
-        try await produce(broker, surge)
-        let triggered = await within(60) { !simulator.receiver.pagerDutyEvents.isEmpty }
         #expect(triggered, "\(cluster.output)")
         // The 1-minute window moves past the surge: resolved, once.
         let resolved = await within(120) { simulator.receiver.pagerDutyEvents.count >= 2 }

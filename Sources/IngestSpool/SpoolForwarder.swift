@@ -1,0 +1,218 @@
+import Foundation
+import IngestCore
+import IngestKafka
+import Logging
+
+/// Sends the spool's durable records to Kafka, in spool order, and acknowledges them in the
+/// spool once the broker has: only then may their segment be deleted.
+///
+/// - The producer is idempotent and never gives up on a record by itself
+///   (`message.timeout.ms=0`): while Kafka is down, records wait in librdkafka (bounded by
+///   ``maxInFlight``) and on disk.
+/// - A delivery that fails anyway (a fatal producer error, a broker refusal) stops the
+///   forwarder: it waits for every outstanding report, then resends **everything** from the
+///   first record not acknowledged, in order, with a fresh producer — so no key's order is
+///   broken by a gap. Records already acknowledged after that point are sent again
+///   (at-least-once; consumers deduplicate by the event's identity).
+/// - An enqueue is never counted as delivered; the checkpoint advances over the contiguous
+///   prefix of acknowledged records only.
+///
+/// Runs on its own thread.
+public final class SpoolForwarder: @unchecked Sendable {
+    // @unchecked: the loop's state is confined to its thread; `shared` is behind a lock.
+    public var maxInFlight = 20_000
+    let log: SpoolLog
+    let kafka: KafkaClientConfiguration
+    let logger: Logger
+    private let wake = DispatchSemaphore(value: 0)
+    private let stopRequested = LockedValue(false)
+    private let done = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+
+    private struct Shared {
+        var acknowledged = Set<UInt64>()
+        var failed: [UInt64: String] = [:]
+        var fatal: String?
+    }
+
+    private let shared = LockedValue(Shared())
+    /// Forwarded records and resends, for metrics.
+    public let forwarded = LockedValue(0)
+    public let resends = LockedValue(0)
+
+    public init(log: SpoolLog, kafka: KafkaClientConfiguration, logger: Logger) {
+        self.log = log
+        var kafka = kafka
+        if kafka.properties["message.timeout.ms"] == nil { kafka.properties["message.timeout.ms"] = "0" }
+        if kafka.properties["linger.ms"] == nil { kafka.properties["linger.ms"] = "5" }
+        // Back within a second of the broker (librdkafka's default back-off grows to 10 s).
+        if kafka.properties["reconnect.backoff.max.ms"] == nil { kafka.properties["reconnect.backoff.max.ms"] = "1000" }
+        self.kafka = kafka
+        self.logger = logger
+    }
+
+    public func start() {
+        let t = Thread { [unowned self] in
+            self.run()
+            self.done.signal()
+        }
+        t.name = "genesys-ingest.spool.forwarder"
+        thread = t
+        t.start()
+    }
+
+    /// New records are durable: look now rather than at the next idle tick.
+    public func notify() { wake.signal() }
+
+    /// Stops after giving outstanding records up to `drainSeconds` to be acknowledged (what is
+    /// not stays in the spool and is sent after the next start).
+    public func stop(drainSeconds: Double = 5) {
+        stopRequested.withLock { $0 = true }
+        wake.signal()
+        if thread != nil { done.wait() }
+        _ = drainSeconds
+    }
+
+    /// Records the broker has acknowledged but not yet checkpointed, plus the rest: the lag.
+    public var lag: UInt64 { log.durableSequence - log.acknowledgedSequence }
+
+    private func makeProducer() -> KafkaProducer? {
+        do {
+            return try KafkaProducer(
+                configuration: kafka,
+                logger: logger,
+                onDeliveryReports: { [shared] reports in
+                    shared.withLock { s in
+                        for r in reports {
+                            if let e = r.error { s.failed[r.token] = e.message } else { s.acknowledged.insert(r.token) }
+                        }
+                    }
+                },
+                onError: { [shared] error in
+                    if error.isFatal { shared.withLock { $0.fatal = error.message } }
+                }
+            )
+        } catch {
+            logger.error("spool forwarder cannot create a Kafka producer", metadata: ["error": "\(error.message)"])
+            return nil
+        }
+    }
+
+    private func run() {
+        var acknowledged = log.acknowledgedSequence
+        let reader = SpoolReader(log: log, after: acknowledged)
+        var producer = makeProducer()
+        /// Sent and not yet acknowledged, in spool order.
+        var outstanding: [UInt64] = []
+        var head = 0
+        var waiting: [SpoolRecord] = []  // read, not yet enqueued (librdkafka queue full)
+        var backoff = 0.2
+        var lastCheckpoint = ContinuousClock.now
+        while !stopRequested.withLock({ $0 }) {
+            guard let p = producer else {
+                Thread.sleep(forTimeInterval: backoff)
+                backoff = min(backoff * 2, 5)
+                producer = makeProducer()
+                continue
+            }
+            // 1. A failure: drain, then resend from the first unacknowledged record.
+            let (failure, fatal) = shared.withLock { s in (s.failed.min { $0.key < $1.key }, s.fatal) }
+            if failure != nil || fatal != nil {
+                _ = p.flush(timeoutMilliseconds: 2000)
+                p.purgeOutstanding()
+                p.pollEvents()
+                p.close()
+                let reason = fatal ?? failure.map { "record \($0.key): \($0.value)" } ?? ""
+                // What was acknowledged contiguously still counts.
+                let acked = shared.withLock { $0.acknowledged }
+                while head < outstanding.count, acked.contains(outstanding[head]) {
+                    acknowledged = outstanding[head]
+                    head += 1
+                }
+                let resent = outstanding.count - head
+                resends.withLock { $0 += resent }
+                logger.warning(
+                    "spool forwarding failed: resending in order from the first unacknowledged record",
+                    metadata: [
+                        "error": "\(reason)", "spool.resend_from": "\(acknowledged + 1)", "spool.resent": "\(resent)",
+                    ]
+                )
+                try? log.acknowledge(through: acknowledged)
+                shared.withLock { $0 = Shared() }
+                outstanding = []
+                head = 0
+                waiting = []
+                reader.rewind(after: acknowledged)
+                Thread.sleep(forTimeInterval: backoff)
+                backoff = min(backoff * 2, 5)
+                producer = makeProducer()
+                continue
+            }
+            // 2. Advance over the contiguous acknowledged prefix.
+            let acked = shared.withLock { s -> Set<UInt64> in
+                let a = s.acknowledged
+                return a
+            }
+            var advanced = false
+            while head < outstanding.count, acked.contains(outstanding[head]) {
+                acknowledged = outstanding[head]
+                head += 1
+                advanced = true
+            }
+            if advanced {
+                backoff = 0.2
+                forwarded.withLock { $0 = Int(acknowledged) }
+                shared.withLock { s in s.acknowledged = s.acknowledged.filter { $0 > acknowledged } }
+                if head > 4096 {
+                    outstanding.removeFirst(head)
+                    head = 0
+                }
+            }
+            if advanced && ContinuousClock.now - lastCheckpoint > .milliseconds(100) {
+                lastCheckpoint = ContinuousClock.now
+                do { try log.acknowledge(through: acknowledged) } catch {
+                    logger.error("spool checkpoint failed", metadata: ["error": "\(error)"])
+                }
+            }
+            // 3. Send more, within the in-flight bound.
+            let room = maxInFlight - (outstanding.count - head) - waiting.count
+            if room > 0 { waiting += reader.next(maxRecords: room) }
+            var sent = 0
+            while let r = waiting.first {
+                do {
+                    try p.produce(
+                        topic: r.topic,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers.map { KafkaHeader(name: $0.name, value: $0.value) },
+                        token: r.sequence
+                    )
+                } catch {
+                    if error.isQueueFull { break }
+                    shared.withLock { $0.failed[r.sequence] = error.message }
+                    break
+                }
+                outstanding.append(r.sequence)
+                waiting.removeFirst()
+                sent += 1
+            }
+            if sent == 0 {
+                // Nothing to do: wait for new durable records or reports.
+                _ = wake.wait(timeout: .now() + .milliseconds(advanced ? 1 : 10))
+            }
+        }
+        // Stopping: give outstanding deliveries a moment, checkpoint what was acknowledged.
+        if let p = producer {
+            _ = p.flush(timeoutMilliseconds: 3000)
+            p.pollEvents()
+            let acked = shared.withLock { $0.acknowledged }
+            while head < outstanding.count, acked.contains(outstanding[head]) {
+                acknowledged = outstanding[head]
+                head += 1
+            }
+            try? log.acknowledge(through: acknowledged)
+            p.purgeOutstanding()
+            p.close()
+        }
+    }
+}
