@@ -476,8 +476,12 @@ struct AnalyticsEndToEndTests {
         var surgeOptions = options
         surgeOptions.queueIDs = [options.queueIDs[0]]
         let surge = TrafficGenerator(options: surgeOptions, simulator: simulator, logger: Logger(label: "surge"))
-        await surge.run(conversations: 40, waitRange: 150_000...250_000)
-        let triggered = await within(30) { !simulator.receiver.pagerDutyEvents.isEmpty }
+        // Bursts until it fires: the 1-minute window holds only the current minute, so a single
+        // burst that is counted after the minute turned is never seen by the rule.
+        let triggered = await within(60) {
+            await surge.run(conversations: 20, waitRange: 150_000...250_000)
+            return !simulator.receiver.pagerDutyEvents.isEmpty
+        }
         #expect(triggered, "\(worker.child.output.suffix(2000))")
         let resolved = await within(100) { simulator.receiver.pagerDutyEvents.count >= 2 }
         #expect(resolved)

@@ -170,7 +170,10 @@ struct GatewaySpoolTests {
             records = try readRecords(broker, topics: ["genesys.raw.conversation"])
             return records.count >= expected
         }
-        #expect(drained, "the backlog drained: \(records.count) of \(expected) records")
+        #expect(
+            drained,
+            "the backlog drained: \(records.count) of \(expected) records; \(gateway.child.output.suffix(3000))"
+        )
         load.verify(records, after: atOutage)
     }
 
