@@ -60,6 +60,8 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         var apiRequests = 0
         var rateLimited = 0
         var tokensIssued = 0
+        /// API requests refused because their token had expired (or was revoked).
+        var rejectedTokens = 0
         var maxRequestsInAnyMinute = 0
         /// API paths (prefixes after `/api/v2/`) whose answers are held, and the requests
         /// waiting for ``GenesysSimulator/release(_:)``.
@@ -191,9 +193,16 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     }
 
     /// Counters: API requests, 429s, tokens issued, the most requests the client made in any window.
-    public var statistics: (apiRequests: Int, rateLimited: Int, tokensIssued: Int, maxPerMinute: Int) {
+    public var statistics:
+        (
+            apiRequests: Int, rateLimited: Int, tokensIssued: Int, maxPerMinute: Int, rejectedTokens: Int
+        )
+    {
         state.withLock {
-            ($0.value.apiRequests, $0.value.rateLimited, $0.value.tokensIssued, $0.value.maxRequestsInAnyMinute)
+            (
+                $0.value.apiRequests, $0.value.rateLimited, $0.value.tokensIssued, $0.value.maxRequestsInAnyMinute,
+                $0.value.rejectedTokens
+            )
         }
     }
 
@@ -296,7 +305,10 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             case limited(retryAfter: Int)
         }
         let gate: Gate = state.withLock { box in
-            guard let t = box.value.tokens[token], t.expiresAt > now else { return .expired }
+            guard let t = box.value.tokens[token], t.expiresAt > now else {
+                box.value.rejectedTokens += 1
+                return .expired
+            }
             box.value.apiRequests += 1
             let window = configuration.rateWindowSeconds
             box.value.requests.removeAll { now - $0 >= .seconds(window) }
