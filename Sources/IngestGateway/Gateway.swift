@@ -41,10 +41,7 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     /// Confined to `readinessQueue`.
     private var stall = StallTracker()
     private var consecutiveProbeFailures = 0
-    /// Whether the broker was reachable once, and whether the raw topics were ensured (both
-    /// confined like `stall`, or written in `start()` before the probe timer runs).
-    private var reachableBefore = false
-    private var topicsEnsured = false
+
     private var contexts: [LoopContext] = []
     private let brokerReachable = Atomic<Bool>(false)
     private var readinessTimer: DispatchSourceTimer?
@@ -70,13 +67,10 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         for (i, s) in configuration.sources.enumerated() { byPath[s.path] = i }
         self.sourcesByPath = byPath
         self.requestIDPrefix = ByteEncoding.encodeHex(SecureRandom.bytes(6))
-        var properties = configuration.kafkaProperties
-        // Raw topics are created by the gateway with the configured partition count, never
-        // implicitly by a produce (unless the operator asks for it).
-        if configuration.createTopics && properties["allow.auto.create.topics"] == nil {
-            properties["allow.auto.create.topics"] = "false"
-        }
-        self.kafkaClient = KafkaClientConfiguration(bootstrapServers: configuration.brokers, properties: properties)
+        self.kafkaClient = KafkaClientConfiguration(
+            bootstrapServers: configuration.brokers,
+            properties: configuration.kafkaProperties
+        )
     }
 
     /// The bound HTTP port (after ``start()``).
@@ -245,7 +239,6 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
             }
             let created = try admin.createTopics(specs, timeoutMilliseconds: 5000)
             if !created.isEmpty { logger.info("created raw topics", metadata: ["kafka.topics": "\(created)"]) }
-            topicsEnsured = true
         } catch {
             logger.warning(
                 "could not ensure raw topics exist; they will be auto-created if the broker allows it",
@@ -351,12 +344,6 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         if was != reachable {
             if reachable {
                 logger.info("broker reachable")
-                // Back after an outage: a broker that lost its data (or a new cluster) may have
-                // come back without the raw topics; create them before the first produce
-                // would auto-create them with the broker's defaults.
-                // Also when the first attempt at start failed (the gateway started before Kafka).
-                if configuration.createTopics && (reachableBefore || !topicsEnsured) { ensureTopics(kafkaClient) }
-                reachableBefore = true
             } else {
                 logger.warning("broker unreachable", metadata: ["kafka.brokers": "\(configuration.brokers)"])
             }

@@ -109,17 +109,18 @@ public final class EventLoop: @unchecked Sendable {
         registrants[fd] = nil
     }
 
+    /// One batch of ready events, then back to the queue: with many busy connections the
+    /// epoll set never runs dry, and timers and work handed to this loop (delivery reports,
+    /// spool completions) must not wait for a whole pass. The read source fires again at once
+    /// while events are pending (level-triggered), after whatever the queue holds.
     private func drain() {
-        while true {
-            let n = epoll_wait(epollFD, events.assumingMemoryBound(to: epoll_event.self), Int32(maxEvents), 0)
-            if n <= 0 { return }
-            for i in 0..<Int(n) {
-                let e = (events + i * eventSize).assumingMemoryBound(to: epoll_event.self)
-                let fd = Int32(truncatingIfNeeded: csys_epoll_event_u64(e))
-                // A registrant closed earlier in this batch is gone: skip its stale event.
-                registrants[fd]?.handleEvents(csys_epoll_event_events(e))
-            }
-            if Int(n) < maxEvents { return }
+        let n = epoll_wait(epollFD, events.assumingMemoryBound(to: epoll_event.self), Int32(maxEvents), 0)
+        if n <= 0 { return }
+        for i in 0..<Int(n) {
+            let e = (events + i * eventSize).assumingMemoryBound(to: epoll_event.self)
+            let fd = Int32(truncatingIfNeeded: csys_epoll_event_u64(e))
+            // A registrant closed earlier in this batch is gone: skip its stale event.
+            registrants[fd]?.handleEvents(csys_epoll_event_events(e))
         }
     }
 }

@@ -84,9 +84,12 @@ final class HTTPConnection: EpollRegistrant {
         if events & (CSYS_EPOLLIN | CSYS_EPOLLHUP | CSYS_EPOLLERR | CSYS_EPOLLRDHUP) != 0 { readAvailable() }
     }
 
+    /// One read (up to 64 KiB) per visit: a connection streaming a large body gets its turn
+    /// like the others (level-triggered epoll reports it again in the next batch), so many
+    /// large uploads cannot starve small requests.
     private func readAvailable() {
         var reads = 0
-        while !isClosed && reads < 4 {
+        while !isClosed && reads < 1 {
             reads += 1
             let result: IOResult<Int>
             do { result = try Posix.read(fd, loop.scratch) } catch {

@@ -68,8 +68,6 @@ public final class KafkaProducer: @unchecked Sendable {
         "socket.nagle.disable": "true",
         "message.timeout.ms": "30000",
         "queue.buffering.max.messages": "200000",
-        // Reconnect within a second of the broker's return (the default back-off grows to 10 s).
-        "reconnect.backoff.max.ms": "1000",
         // Keyed records land where Java clients (and ``KafkaPartitioner``) put them.
         "partitioner": KafkaPartitioner.propertyValue,
     ]

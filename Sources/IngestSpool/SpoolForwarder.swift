@@ -6,9 +6,8 @@ import Logging
 /// Sends the spool's durable records to Kafka, in spool order, and acknowledges them in the
 /// spool once the broker has: only then may their segment be deleted.
 ///
-/// - The producer is idempotent and never gives up on a record by itself
-///   (`message.timeout.ms=0`): while Kafka is down, records wait in librdkafka (bounded by
-///   ``maxInFlight``) and on disk.
+/// - The producer is idempotent; while Kafka is down, records wait on disk, at most
+///   ``maxInFlight`` of them in librdkafka, and each attempt gives up after 10 s.
 /// - A delivery that fails anyway (a fatal producer error, a broker refusal) stops the
 ///   forwarder: it waits for every outstanding report, then resends **everything** from the
 ///   first record not acknowledged, in order, with a fresh producer — so no key's order is
@@ -43,7 +42,11 @@ public final class SpoolForwarder: @unchecked Sendable {
     public init(log: SpoolLog, kafka: KafkaClientConfiguration, logger: Logger) {
         self.log = log
         var kafka = kafka
-        if kafka.properties["message.timeout.ms"] == nil { kafka.properties["message.timeout.ms"] = "0" }
+        // A record not acknowledged within 10 s fails, and the forwarder starts over from the
+        // first unacknowledged one with a fresh producer. (An infinite timeout wedged the
+        // idempotent producer when a broker came back without its producer state: it waits for
+        // in-flight requests that never finish before it can reset.)
+        if kafka.properties["message.timeout.ms"] == nil { kafka.properties["message.timeout.ms"] = "10000" }
         if kafka.properties["linger.ms"] == nil { kafka.properties["linger.ms"] = "5" }
         // Back within a second of the broker (librdkafka's default back-off grows to 10 s).
         if kafka.properties["reconnect.backoff.max.ms"] == nil { kafka.properties["reconnect.backoff.max.ms"] = "1000" }
@@ -78,9 +81,12 @@ public final class SpoolForwarder: @unchecked Sendable {
 
     private func makeProducer() -> KafkaProducer? {
         do {
+            // Reports are polled by the forwarder's own thread (no dispatch source to miss a
+            // wake-up): progress depends on nothing but this loop.
             return try KafkaProducer(
                 configuration: kafka,
                 logger: logger,
+                reportDriver: .external,
                 onDeliveryReports: { [shared] reports in
                     shared.withLock { s in
                         for r in reports {
@@ -115,13 +121,20 @@ public final class SpoolForwarder: @unchecked Sendable {
                 producer = makeProducer()
                 continue
             }
+            p.pollEvents()
             // 1. A failure: drain, then resend from the first unacknowledged record.
             let (failure, fatal) = shared.withLock { s in (s.failed.min { $0.key < $1.key }, s.fatal) }
             if failure != nil || fatal != nil {
-                _ = p.flush(timeoutMilliseconds: 2000)
-                p.purgeOutstanding()
-                p.pollEvents()
-                p.close()
+                // The old producer is given up at once and destroyed elsewhere:
+                // rd_kafka_destroy can block for long while brokers are unreachable, and the
+                // forwarder must not wait for it (its later reports are never polled, so what it
+                // still delivers is simply sent again).
+                let old = p
+                producer = nil
+                DispatchQueue.global().async {
+                    old.purgeOutstanding()
+                    old.close()
+                }
                 let reason = fatal ?? failure.map { "record \($0.key): \($0.value)" } ?? ""
                 // What was acknowledged contiguously still counts.
                 let acked = shared.withLock { $0.acknowledged }
@@ -211,8 +224,14 @@ public final class SpoolForwarder: @unchecked Sendable {
                 head += 1
             }
             try? log.acknowledge(through: acknowledged)
-            p.purgeOutstanding()
-            p.close()
+            // Bounded: a destroy that blocks on unreachable brokers must not hold up shutdown.
+            let closed = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                p.purgeOutstanding()
+                p.close()
+                closed.signal()
+            }
+            _ = closed.wait(timeout: .now() + 3)
         }
     }
 }

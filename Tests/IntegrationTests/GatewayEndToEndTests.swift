@@ -272,11 +272,7 @@ struct GatewayEndToEndTests {
         }
         #expect(recovered, "202s resume once the broker is back")
         #expect(try await eventually { try gateway.get("/readyz").status == 200 }, "/readyz recovers")
-        // The broker came back empty (memory storage): the gateway recreated the raw topics
-        // with its configured partition count, not the broker's auto-create default.
-        let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap))
-        #expect(try admin.partitionCount(topic: "genesys.raw.conversation") == 3)
-        #expect(try admin.partitionCount(topic: "genesys.raw.user") == 3)
+
     }
 
     /// Many clients post continuously; the gateway is SIGKILLed mid-load. Every request that got

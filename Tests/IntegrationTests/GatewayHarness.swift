@@ -50,15 +50,27 @@ final class GatewayProcess {
         headers: [(String, String)],
         method: String = "POST"
     ) throws -> RawHTTPResponse {
-        let client = try RawHTTPClient(port: port)
-        try client.send(RawHTTPClient.request(method: method, path: path, headers: headers, body: body))
-        return try client.readResponse()
+        try withGatewayOutput {
+            let client = try RawHTTPClient(port: port)
+            try client.send(RawHTTPClient.request(method: method, path: path, headers: headers, body: body))
+            return try client.readResponse()
+        }
     }
 
     func get(_ path: String) throws -> RawHTTPResponse {
-        let client = try RawHTTPClient(port: port)
-        try client.send(RawHTTPClient.request(method: "GET", path: path))
-        return try client.readResponse()
+        try withGatewayOutput {
+            let client = try RawHTTPClient(port: port)
+            try client.send(RawHTTPClient.request(method: "GET", path: path))
+            return try client.readResponse()
+        }
+    }
+
+    /// A failed exchange says what the gateway printed last (a crash, a sanitizer report).
+    private func withGatewayOutput<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            let state = child.isRunning ? "running" : "exited"
+            throw RawHTTPClientError(description: "\(error) (gateway \(state)): \(child.output.suffix(4000))")
+        }
     }
 }
 
