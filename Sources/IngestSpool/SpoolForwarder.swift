@@ -114,6 +114,8 @@ public final class SpoolForwarder: @unchecked Sendable {
         var waiting: [SpoolRecord] = []  // read, not yet enqueued (librdkafka queue full)
         var backoff = 0.2
         var lastCheckpoint = ContinuousClock.now
+        /// Last time the acknowledged prefix advanced (or the forwarder started over).
+        var lastProgress = ContinuousClock.now
         while !stopRequested.withLock({ $0 }) {
             guard let p = producer else {
                 Thread.sleep(forTimeInterval: backoff)
@@ -122,6 +124,11 @@ public final class SpoolForwarder: @unchecked Sendable {
                 continue
             }
             p.pollEvents()
+            // A watchdog over librdkafka: records outstanding and nothing acknowledged for 20 s
+            // (twice the message timeout) means the producer is wedged; start over.
+            if head < outstanding.count && ContinuousClock.now - lastProgress > .seconds(20) {
+                shared.withLock { $0.fatal = $0.fatal ?? "no acknowledgement for 20 s" }
+            }
             // 1. A failure: drain, then resend from the first unacknowledged record.
             let (failure, fatal) = shared.withLock { s in (s.failed.min { $0.key < $1.key }, s.fatal) }
             if failure != nil || fatal != nil {
@@ -156,6 +163,7 @@ public final class SpoolForwarder: @unchecked Sendable {
                 head = 0
                 waiting = []
                 reader.rewind(after: acknowledged)
+                lastProgress = ContinuousClock.now
                 Thread.sleep(forTimeInterval: backoff)
                 backoff = min(backoff * 2, 5)
                 producer = makeProducer()
@@ -174,6 +182,7 @@ public final class SpoolForwarder: @unchecked Sendable {
             }
             if advanced {
                 backoff = 0.2
+                lastProgress = ContinuousClock.now
                 forwarded.withLock { $0 = Int(acknowledged) }
                 shared.withLock { s in s.acknowledged = s.acknowledged.filter { $0 > acknowledged } }
                 if head > 4096 {
@@ -187,6 +196,7 @@ public final class SpoolForwarder: @unchecked Sendable {
                     logger.error("spool checkpoint failed", metadata: ["error": "\(error)"])
                 }
             }
+            if head == outstanding.count { lastProgress = ContinuousClock.now }
             // 3. Send more, within the in-flight bound.
             let room = maxInFlight - (outstanding.count - head) - waiting.count
             if room > 0 { waiting += reader.next(maxRecords: room) }

@@ -223,8 +223,19 @@ struct GatewaySpoolTests {
         try broker.start()
         try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap))
             .createTopics([.init(name: "genesys.raw.conversation", partitions: 3)])
-        let recovered = try await eventually(seconds: 60) { try gateway.get("/readyz").status == 200 }
-        #expect(recovered, "space returns once Kafka acknowledges: \(gateway.child.output.suffix(1500))")
+        let recovered = try await eventually(seconds: 120) { try gateway.get("/readyz").status == 200 }
+        if !recovered {
+            let spoolLines =
+                (try? gateway.get("/metrics").bodyText)?.split(separator: "\n")
+                .filter { $0.hasPrefix("ingest_spool") }.joined(separator: "; ") ?? ""
+            Issue.record(
+                Comment(
+                    rawValue:
+                        "space did not return: readyz \((try? gateway.get("/readyz").bodyText) ?? "-"); \(spoolLines); "
+                        + String(gateway.child.output.suffix(3000)).replacingOccurrences(of: "\r", with: " ")
+                )
+            )
+        }
         #expect(gateway.child.isRunning)
     }
 }
