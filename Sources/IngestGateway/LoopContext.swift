@@ -261,30 +261,28 @@ final class LoopContext: @unchecked Sendable {
         for token in tokens {
             guard let p = pending.removeValue(forKey: token) else { continue }  // already answered 503
             gateway.metrics.inFlight.decrement()
-            let name = gateway.sources[p.source].name
             if let error {
                 gateway.metrics.countBrokerError("spool_write_failed")
                 gateway.logger.warning(
                     "spool write failed",
                     metadata: ["request.id": "\(p.requestID)", "error": "\(error)"]
                 )
-                gateway.respond(
-                    p.responder,
-                    unavailable(error.description, p.requestID),
-                    source: name,
-                    bodyBytes: p.bodyBytes
-                )
+                answer(p, unavailable(error.description, p.requestID))
             } else {
                 gateway.metrics.spoolSyncLatency.recordNanoseconds(Int64(now &- p.startedAt))
-                gateway.respond(
-                    p.responder,
-                    .json(.accepted, "{\"status\":\"accepted\",\"requestId\":\"\(p.requestID)\"}"),
-                    source: name,
-                    bodyBytes: p.bodyBytes
-                )
+                answer(p, accepted(p.requestID))
             }
         }
         compactTokenOrder()
+    }
+
+    /// Answers a waiting request (its source and body size go to the metrics).
+    private func answer(_ p: Pending, _ response: HTTPResponse) {
+        gateway.respond(p.responder, response, source: gateway.sources[p.source].name, bodyBytes: p.bodyBytes)
+    }
+
+    private func accepted(_ requestID: String) -> HTTPResponse {
+        .json(.accepted, "{\"status\":\"accepted\",\"requestId\":\"\(requestID)\"}")
     }
 
     /// Answers the requests whose records were acknowledged (or failed).
@@ -294,7 +292,6 @@ final class LoopContext: @unchecked Sendable {
         for report in reports {
             guard let p = pending.removeValue(forKey: report.token) else { continue }  // already answered 503
             gateway.metrics.inFlight.decrement()
-            let name = gateway.sources[p.source].name
             if let error = report.error {
                 gateway.noteDeliveryFailure()
                 gateway.metrics.countBrokerError("delivery_failed")
@@ -302,20 +299,10 @@ final class LoopContext: @unchecked Sendable {
                     "delivery failed",
                     metadata: ["request.id": "\(p.requestID)", "kafka.error": "\(error.message)"]
                 )
-                gateway.respond(
-                    p.responder,
-                    unavailable("broker did not acknowledge", p.requestID),
-                    source: name,
-                    bodyBytes: p.bodyBytes
-                )
+                answer(p, unavailable("broker did not acknowledge", p.requestID))
             } else {
                 gateway.metrics.produceLatency.recordNanoseconds(Int64(now &- p.startedAt))
-                gateway.respond(
-                    p.responder,
-                    .json(.accepted, "{\"status\":\"accepted\",\"requestId\":\"\(p.requestID)\"}"),
-                    source: name,
-                    bodyBytes: p.bodyBytes
-                )
+                answer(p, accepted(p.requestID))
             }
         }
         compactTokenOrder()
@@ -338,12 +325,7 @@ final class LoopContext: @unchecked Sendable {
             gateway.metrics.inFlight.decrement()
             gateway.metrics.countBrokerError("deadline_exceeded")
             gateway.noteDeliveryFailure()
-            gateway.respond(
-                p.responder,
-                unavailable("broker acknowledgement deadline passed", p.requestID),
-                source: gateway.sources[p.source].name,
-                bodyBytes: p.bodyBytes
-            )
+            answer(p, unavailable("broker acknowledgement deadline passed", p.requestID))
         }
         compactTokenOrder()
     }

@@ -35,8 +35,7 @@ public final class SpoolForwarder: @unchecked Sendable {
     }
 
     private let shared = LockedValue(Shared())
-    /// Forwarded records and resends, for metrics.
-    public let forwarded = LockedValue(0)
+    /// Records sent again after a failure, for metrics.
     public let resends = LockedValue(0)
 
     public init(log: SpoolLog, kafka: KafkaClientConfiguration, logger: Logger) {
@@ -67,13 +66,12 @@ public final class SpoolForwarder: @unchecked Sendable {
     /// New records are durable: look now rather than at the next idle tick.
     public func notify() { wake.signal() }
 
-    /// Stops after giving outstanding records up to `drainSeconds` to be acknowledged (what is
-    /// not stays in the spool and is sent after the next start).
-    public func stop(drainSeconds: Double = 5) {
+    /// Stops after giving outstanding records a few seconds to be acknowledged (what is not
+    /// stays in the spool and is sent after the next start).
+    public func stop() {
         stopRequested.withLock { $0 = true }
         wake.signal()
         if thread != nil { done.wait() }
-        _ = drainSeconds
     }
 
     /// Records the broker has acknowledged but not yet checkpointed, plus the rest: the lag.
@@ -102,6 +100,18 @@ public final class SpoolForwarder: @unchecked Sendable {
             logger.error("spool forwarder cannot create a Kafka producer", metadata: ["error": "\(error.message)"])
             return nil
         }
+    }
+
+    /// Moves `head` over the records at the front of `outstanding` that the broker has
+    /// acknowledged; returns the last of them, if any.
+    private func advance(_ outstanding: [UInt64], _ head: inout Int) -> UInt64? {
+        let acked = shared.withLock { $0.acknowledged }
+        var last: UInt64?
+        while head < outstanding.count, acked.contains(outstanding[head]) {
+            last = outstanding[head]
+            head += 1
+        }
+        return last
     }
 
     private func run() {
@@ -144,11 +154,7 @@ public final class SpoolForwarder: @unchecked Sendable {
                 }
                 let reason = fatal ?? failure.map { "record \($0.key): \($0.value)" } ?? ""
                 // What was acknowledged contiguously still counts.
-                let acked = shared.withLock { $0.acknowledged }
-                while head < outstanding.count, acked.contains(outstanding[head]) {
-                    acknowledged = outstanding[head]
-                    head += 1
-                }
+                if let last = advance(outstanding, &head) { acknowledged = last }
                 let resent = outstanding.count - head
                 resends.withLock { $0 += resent }
                 logger.warning(
@@ -170,20 +176,12 @@ public final class SpoolForwarder: @unchecked Sendable {
                 continue
             }
             // 2. Advance over the contiguous acknowledged prefix.
-            let acked = shared.withLock { s -> Set<UInt64> in
-                let a = s.acknowledged
-                return a
-            }
-            var advanced = false
-            while head < outstanding.count, acked.contains(outstanding[head]) {
-                acknowledged = outstanding[head]
-                head += 1
-                advanced = true
-            }
-            if advanced {
+            let last = advance(outstanding, &head)
+            let advanced = last != nil
+            if let last {
+                acknowledged = last
                 backoff = 0.2
                 lastProgress = ContinuousClock.now
-                forwarded.withLock { $0 = Int(acknowledged) }
                 shared.withLock { s in s.acknowledged = s.acknowledged.filter { $0 > acknowledged } }
                 if head > 4096 {
                     outstanding.removeFirst(head)
@@ -228,11 +226,7 @@ public final class SpoolForwarder: @unchecked Sendable {
         if let p = producer {
             _ = p.flush(timeoutMilliseconds: 3000)
             p.pollEvents()
-            let acked = shared.withLock { $0.acknowledged }
-            while head < outstanding.count, acked.contains(outstanding[head]) {
-                acknowledged = outstanding[head]
-                head += 1
-            }
+            if let last = advance(outstanding, &head) { acknowledged = last }
             try? log.acknowledge(through: acknowledged)
             // Bounded: a destroy that blocks on unreachable brokers must not hold up shutdown.
             let closed = DispatchSemaphore(value: 0)
