@@ -124,6 +124,8 @@ public final class SpoolForwarder: @unchecked Sendable {
         var waiting: [SpoolRecord] = []  // read, not yet enqueued (librdkafka queue full)
         var backoff = 0.2
         var lastCheckpoint = ContinuousClock.now
+        /// The last sequence made durable in the spool's checkpoint.
+        var checkpointed = acknowledged
         /// Last time the acknowledged prefix advanced (or the forwarder started over).
         var lastProgress = ContinuousClock.now
         while !stopRequested.withLock({ $0 }) {
@@ -163,7 +165,7 @@ public final class SpoolForwarder: @unchecked Sendable {
                         "error": "\(reason)", "spool.resend_from": "\(acknowledged + 1)", "spool.resent": "\(resent)",
                     ]
                 )
-                try? log.acknowledge(through: acknowledged)
+                if (try? log.acknowledge(through: acknowledged)) != nil { checkpointed = acknowledged }
                 shared.withLock { $0 = Shared() }
                 outstanding = []
                 head = 0
@@ -188,9 +190,14 @@ public final class SpoolForwarder: @unchecked Sendable {
                     head = 0
                 }
             }
-            if advanced && ContinuousClock.now - lastCheckpoint > .milliseconds(100) {
+            // Checkpointed at most every 100 ms, and always eventually: an acknowledged tail that
+            // arrives just after a checkpoint is written on a later pass, advancing or not.
+            if acknowledged > checkpointed && ContinuousClock.now - lastCheckpoint > .milliseconds(100) {
                 lastCheckpoint = ContinuousClock.now
-                do { try log.acknowledge(through: acknowledged) } catch {
+                do {
+                    try log.acknowledge(through: acknowledged)
+                    checkpointed = acknowledged
+                } catch {
                     logger.error("spool checkpoint failed", metadata: ["error": "\(error)"])
                 }
             }
