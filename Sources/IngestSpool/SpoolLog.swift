@@ -114,6 +114,9 @@ public final class SpoolLog: @unchecked Sendable {
     private var fd: Int32 = -1
     private var writer: Thread?
     private let writerDone = DispatchSemaphore(value: 0)
+    /// Written by `acknowledge` only, under `checkpointLock`.
+    private var checkpoint: SpoolCheckpoint
+    private let checkpointLock = NSLock()
 
     public init(configuration: SpoolConfiguration, logger: Logger, onDurable: @escaping Completion) throws(SpoolError) {
         self.configuration = configuration
@@ -127,6 +130,7 @@ public final class SpoolLog: @unchecked Sendable {
         }
         let (recovered, report) = try Self.recover(directory: dir, logger: logger)
         recovery = report
+        checkpoint = try SpoolCheckpoint(directory: dir, sequence: recovered.acknowledged)
         state.acknowledged = recovered.acknowledged
         state.segments = recovered.segments
         state.nextSequence = recovered.lastSequence + 1
@@ -181,6 +185,7 @@ public final class SpoolLog: @unchecked Sendable {
             Glibc.close(fd)
             fd = -1
         }
+        checkpointLock.withLock { checkpoint.close() }
     }
 
     public var stats: SpoolStats {
@@ -242,10 +247,18 @@ public final class SpoolLog: @unchecked Sendable {
     private func writeAndSync(_ batch: [UInt8], first: UInt64, last: UInt64) -> SpoolError? {
         condition.lock()
         let current = state.segments.last
+        // After a failed write (a full disk) an open segment that Kafka has acknowledged
+        // entirely is closed, so it can be deleted and its space reused: otherwise a spool
+        // whose data all sits in its open segment could never free anything.
+        let reclaim =
+            state.lastError != nil
+            && current.map { $0.durableBytes > 0 && $0.lastSequence <= state.acknowledged }
+                ?? false
         condition.unlock()
-        if let current, current.durableBytes >= configuration.segmentBytes {
+        if let current, current.durableBytes >= configuration.segmentBytes || reclaim {
             do { try openNewSegment() } catch { return error }
         }
+        if reclaim { deleteAcknowledgedSegments() }
         condition.lock()
         let before = state.segments.last?.durableBytes ?? 0
         condition.unlock()
@@ -331,12 +344,25 @@ public final class SpoolLog: @unchecked Sendable {
             return
         }
         condition.unlock()
-        try Self.writeCheckpoint(configuration.directory, sequence)
+        checkpointLock.lock()
+        do {
+            try checkpoint.write(sequence)
+        } catch {
+            checkpointLock.unlock()
+            throw error
+        }
+        checkpointLock.unlock()
         condition.lock()
         state.acknowledged = sequence
+        condition.unlock()
+        deleteAcknowledgedSegments()
+    }
+
+    /// Deletes the segments the checkpoint covers entirely, never the open (last) one.
+    private func deleteAcknowledgedSegments() {
+        condition.lock()
         var deletable: [Segment] = []
-        // Never the open (last) segment.
-        while state.segments.count > 1, let first = state.segments.first, first.lastSequence <= sequence {
+        while state.segments.count > 1, let first = state.segments.first, first.lastSequence <= state.acknowledged {
             deletable.append(state.segments.removeFirst())
             state.bytes -= first.durableBytes
         }
@@ -358,25 +384,7 @@ public final class SpoolLog: @unchecked Sendable {
         return fsync(d) == 0
     }
 
-    static func writeCheckpoint(_ dir: String, _ sequence: UInt64) throws(SpoolError) {
-        let path = dir + "/acknowledged"
-        let tmp = path + ".tmp"
-        let text = Array("\(sequence)\n".utf8)
-        let f = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard f >= 0 else { throw .io("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        let ok = text.withUnsafeBytes { Glibc.write(f, $0.baseAddress!, $0.count) } == text.count && fsync(f) == 0
-        Glibc.close(f)
-        guard ok, rename(tmp, path) == 0, syncDirectory(dir) else {
-            throw .io("cannot make the checkpoint durable: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    static func readCheckpoint(_ dir: String) -> UInt64 {
-        guard let data = FileManager.default.contents(atPath: dir + "/acknowledged"),
-            let value = UInt64(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-        else { return 0 }
-        return value
-    }
+    static func readCheckpoint(_ dir: String) -> UInt64 { SpoolCheckpoint.read(directory: dir) }
 
     /// The whole file at `path` (segments are bounded).
     static func readFile(_ path: String) -> [UInt8]? {

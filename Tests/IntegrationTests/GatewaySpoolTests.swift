@@ -238,4 +238,90 @@ struct GatewaySpoolTests {
         }
         #expect(gateway.child.isRunning)
     }
+    /// The spool's disk fills up (a 1 MiB tmpfs, far below the spool's own limit): requests
+    /// are answered 503 with the reason, /readyz says why, nothing crashes; when Kafka comes
+    /// back the forwarded segments are deleted, space returns, 202s resume, and every event
+    /// answered 202 is in Kafka.
+    @Test func aFullDiskAnswers503AndRecoversWhenSpaceReturns() async throws {
+        guard let disk = TmpfsMount(sizeBytes: 1 << 20) else {
+            // Mounting needs root (CAP_SYS_ADMIN); CI runs as root on a fresh machine.
+            print("aFullDiskAnswers503AndRecoversWhenSpaceReturns: cannot mount a tmpfs here, not run")
+            return
+        }
+        defer { disk.unmount() }
+        let broker = try TansuBroker()
+        broker.stop()  // nothing drains
+        var env = spoolEnvironment(disk.path + "/spool")
+        env["INGEST_SPOOL_MAX_BYTES"] = String(64 << 20)
+        env["INGEST_SPOOL_SEGMENT_BYTES"] = String(64 << 10)
+        let gateway = try GatewayProcess(brokers: broker.bootstrap, environment: env)
+        defer { gateway.child.killAndWait() }
+        var accepted = 0
+        var refusal: RawHTTPResponse?
+        for _ in 0..<2000 {
+            let body = EventFactory.conversationEvent(targetSize: 1500)
+            let r = try gateway.post(
+                body: body,
+                headers: RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
+            )
+            if r.status == 202 {
+                accepted += 1
+            } else if r.status == 503 {
+                refusal = r
+                break
+            } else {
+                Issue.record("unexpected \(r.status): \(r.bodyText)")
+                break
+            }
+        }
+        let full = try #require(refusal, "the disk filled up after \(accepted) events")
+        #expect(accepted > 300, "most of the disk was used: \(accepted) events")
+        #expect(full.header("Retry-After") != nil)
+        #expect(full.bodyText.contains("No space left on device"), "the reason is given: \(full.bodyText)")
+        let ready = try gateway.get("/readyz")
+        #expect(ready.status == 503 && ready.bodyText.contains("No space left"), "\(ready.bodyText)")
+        #expect(gateway.child.isRunning, "a full disk is not a crash")
+        // Kafka returns: what was forwarded is deleted, and requests are taken again.
+        try broker.start()
+        try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap))
+            .createTopics([.init(name: "genesys.raw.conversation", partitions: 3)])
+        var resumed = false
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let body = EventFactory.conversationEvent(targetSize: 1500)
+            let r = try gateway.post(
+                body: body,
+                headers: RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
+            )
+            if r.status == 202 {
+                accepted += 1
+                resumed = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(resumed, "202s resume once space returns: \((try? gateway.get("/readyz").bodyText) ?? "-")")
+        #expect(try gateway.get("/readyz").status == 200)
+        let records = try readRecords(broker, topics: ["genesys.raw.conversation"], expected: accepted)
+        #expect(records.count >= accepted, "every event answered 202 reached Kafka: \(records.count) of \(accepted)")
+    }
+}
+
+/// A small tmpfs mounted for one test (root only); nil where mounting is not allowed.
+struct TmpfsMount {
+    let path: String
+
+    init?(sizeBytes: Int) {
+        let dir = NSTemporaryDirectory() + "tmpfs-" + UUID().uuidString
+        guard geteuid() == 0,
+            (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil,
+            Glibc.mount("tmpfs", dir, "tmpfs", 0, "size=\(sizeBytes)") == 0
+        else { return nil }
+        path = dir
+    }
+
+    func unmount() {
+        _ = umount2(path, Int32(MNT_DETACH))
+        try? FileManager.default.removeItem(atPath: path)
+    }
 }
