@@ -10,6 +10,16 @@ int csys_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
     return epoll_ctl(epfd, op, fd, &ev);
 }
 
+#include <malloc.h>
+
+void csys_allocator_map_large_blocks(size_t threshold) {
+    mallopt(M_MMAP_THRESHOLD, (int)threshold);
+}
+
+void csys_allocator_release_free_memory(void) {
+    malloc_trim(0);
+}
+
 int csys_accept4(int fd, int flags) {
     return accept4(fd, NULL, NULL, flags);
 }

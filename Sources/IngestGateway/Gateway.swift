@@ -102,7 +102,9 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
                 limits: .init(maxHeaderBytes: 16 * 1024, maxBodyBytes: configuration.maxBodyBytes),
                 headerReadTimeout: .milliseconds(configuration.headerReadTimeoutMilliseconds),
                 bodyReadTimeout: .milliseconds(configuration.bodyReadTimeoutMilliseconds),
-                idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds)
+                idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds),
+                bodyBudgetBytes: configuration.bodyBudgetBytes,
+                overBudgetRetryAfterSeconds: configuration.retryAfterSeconds
             ),
             handler: self,
             observer: self,
@@ -268,6 +270,10 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
             metrics.spoolSyncs.record(s.syncs)
             metrics.spoolPendingRecords.record(Int(s.durableSequence - s.acknowledgedSequence))
             metrics.spoolResends.record(forwarder.resends.withLock { $0 })
+        }
+        if let budget = server?.bodyBudget {
+            metrics.bodyBudgetUsed.record(budget.usedBytes)
+            metrics.bodyBudgetRefused.record(budget.refusedCount)
         }
         let reachable = producer.probeBroker(timeoutMilliseconds: 900)
         updateReadiness(reachable)

@@ -38,6 +38,8 @@ public struct GatewayConfiguration: Sendable {
     public var eventLoopCount: Int = 2
     public var maxConnections: Int = 10_000
     public var maxBodyBytes: Int = 512_000
+    /// Request bytes all connections together may hold in memory; bodies beyond it get 503.
+    public var bodyBudgetBytes: Int = 256 << 20
     public var headerReadTimeoutMilliseconds: Int = 10_000
     public var bodyReadTimeoutMilliseconds: Int = 30_000
     public var idleTimeoutMilliseconds: Int = 75_000
@@ -80,7 +82,8 @@ public struct GatewayConfiguration: Sendable {
     /// `docker-compose.yml` may use only these and the per-source ones).
     public static let variableNames = [
         "INGEST_HTTP_HOST", "INGEST_HTTP_PORT", "INGEST_EVENT_LOOPS", "INGEST_MAX_CONNECTIONS",
-        "INGEST_MAX_BODY_BYTES", "INGEST_HEADER_TIMEOUT_MS", "INGEST_BODY_TIMEOUT_MS", "INGEST_IDLE_TIMEOUT_MS",
+        "INGEST_MAX_BODY_BYTES", "INGEST_BODY_BUDGET_BYTES", "INGEST_HEADER_TIMEOUT_MS", "INGEST_BODY_TIMEOUT_MS",
+        "INGEST_IDLE_TIMEOUT_MS",
         "INGEST_KAFKA_BROKERS", "INGEST_TOPIC_PREFIX", "INGEST_ACK_DEADLINE_MS", "INGEST_RETRY_AFTER_SECONDS",
         "INGEST_SHUTDOWN_TIMEOUT_MS", "INGEST_PRODUCER_STALL_MS", "INGEST_CREATE_TOPICS", "INGEST_TOPIC_PARTITIONS",
         "INGEST_TOPIC_REPLICATION", "INGEST_KAFKA_PROPERTIES", "INGEST_SOURCES", "INGEST_LOG_LEVEL",
@@ -110,6 +113,11 @@ public struct GatewayConfiguration: Sendable {
         eventLoopCount = try env.int("INGEST_EVENT_LOOPS", default: defaultEventLoops, range: 1...256)
         maxConnections = try env.int("INGEST_MAX_CONNECTIONS", default: maxConnections, range: 1...1_000_000)
         maxBodyBytes = try env.int("INGEST_MAX_BODY_BYTES", default: maxBodyBytes, range: 1...64 * 1024 * 1024)
+        bodyBudgetBytes = try env.int(
+            "INGEST_BODY_BUDGET_BYTES",
+            default: bodyBudgetBytes,
+            range: (1 << 20)...(1 << 40)
+        )
         headerReadTimeoutMilliseconds = try env.int(
             "INGEST_HEADER_TIMEOUT_MS",
             default: headerReadTimeoutMilliseconds,

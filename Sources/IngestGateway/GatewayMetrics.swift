@@ -28,6 +28,9 @@ final class GatewayMetrics: Sendable {
     let spoolResends: CoreMetrics.Gauge
     let spoolCorruptBytes: CoreMetrics.Gauge
     let spoolSyncLatency: CoreMetrics.Timer
+    /// Request bytes held in memory now, and requests refused because they did not fit.
+    let bodyBudgetUsed: CoreMetrics.Gauge
+    let bodyBudgetRefused: CoreMetrics.Gauge
     private let brokerErrors: [String: CoreMetrics.Counter]
     static let brokerErrorKinds = [
         "queue_full", "delivery_failed", "deadline_exceeded", "broker_unreachable",
@@ -105,6 +108,8 @@ final class GatewayMetrics: Sendable {
         self.spoolSyncs = gauge("ingest_spool_syncs")
         self.spoolResends = gauge("ingest_spool_forward_resends")
         self.spoolCorruptBytes = gauge("ingest_spool_corrupt_bytes")
+        self.bodyBudgetUsed = gauge("ingest_http_body_budget_used_bytes")
+        self.bodyBudgetRefused = gauge("ingest_http_body_budget_refused")
         self.spoolSyncLatency = CoreMetrics.Timer(
             label: "ingest_spool_sync_latency_seconds",
             dimensions: [],

@@ -40,6 +40,8 @@ final class HTTPConnection: EpollRegistrant {
     private var phaseStarted: UInt64
     private var lastProgress: UInt64
     private var registeredInterest: UInt32 = 0
+    /// What this connection is charged in the server's ``BodyBudget``.
+    private var charged = 0
 
     init(fd: Int32, loop: EventLoop, server: HTTPServer) {
         self.fd = fd
@@ -89,6 +91,12 @@ final class HTTPConnection: EpollRegistrant {
     /// large uploads cannot starve small requests.
     private func readAvailable() {
         var reads = 0
+        if !lingering && !stopReadingRequests && parser.isReadingBody
+            && !server.bodyBudget.admitsGrowth(held: parser.heldByteCount)
+        {
+            refuseOverBudget()
+            reads = Int.max
+        }
         while !isClosed && reads < 1 {
             reads += 1
             let result: IOResult<Int>
@@ -127,7 +135,10 @@ final class HTTPConnection: EpollRegistrant {
     private func processBufferedRequests() {
         if isProcessing { return }
         isProcessing = true
-        defer { isProcessing = false }
+        defer {
+            isProcessing = false
+            chargeBudget()
+        }
         while !isClosed && !stopReadingRequests && outstanding < server.configuration.maxPipelinedRequests {
             let event: HTTPRequestParser.Event
             do { event = try parser.next() } catch {
@@ -137,6 +148,12 @@ final class HTTPConnection: EpollRegistrant {
             }
             switch event {
             case .needMoreData:
+                // A head was just read: its body must fit the server's memory budget.
+                if let remaining = parser.remainingBodyBytes, remaining > 0, !isChargedForBody,
+                    !server.bodyBudget.admits(additional: remaining)
+                {
+                    refuseOverBudget()
+                }
                 return
             case .continueExpected:
                 if outstanding == 0 && outputOffset == output.count {
@@ -269,10 +286,45 @@ final class HTTPConnection: EpollRegistrant {
         dispatchPrecondition(condition: .onQueue(loop.queue))
         guard !isClosed else { return }
         isClosed = true
+        server.bodyBudget.charge(-charged)
+        charged = 0
         loop.deregister(fd: fd)
         Glibc.close(fd)
         slots.removeAll()
         server.connectionClosed(self, loop: loop)
+    }
+
+    // MARK: - Memory budget
+
+    /// Whether `charged` already includes the reservation for the body being read.
+    private var isChargedForBody = false
+
+    /// Brings this connection's charge up to date: what its parser holds, plus for a body of
+    /// known length the bytes still to come (reserved once the body was admitted).
+    private func chargeBudget() {
+        guard !isClosed else { return }
+        let remaining = parser.remainingBodyBytes ?? 0
+        isChargedForBody = remaining > 0
+        let now = max(parser.heldByteCount, parser.bufferedByteCount + remaining)
+        server.bodyBudget.charge(now - charged)
+        charged = now
+    }
+
+    /// The body does not fit the server's memory budget: 503 and close, dropping what was
+    /// buffered (the client retries later, as `Retry-After` says).
+    private func refuseOverBudget() {
+        server.bodyBudget.countRefusal()
+        stopReadingRequests = true
+        parser = HTTPRequestParser(limits: server.configuration.limits)
+        chargeBudget()
+        enqueueLocal(
+            .error(
+                .serviceUnavailable,
+                "the server holds too many request bodies in memory; retry later",
+                headers: [("Retry-After", String(server.configuration.overBudgetRetryAfterSeconds))],
+                closeConnection: true
+            )
+        )
     }
 
     // MARK: - Timeouts

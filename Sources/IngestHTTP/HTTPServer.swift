@@ -58,6 +58,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// Requests a connection may have outstanding before the server stops reading from it.
     public var maxPipelinedRequests: Int
     public var backlog: Int32
+    /// Request bytes all connections together may hold in memory (see ``BodyBudget``).
+    public var bodyBudgetBytes: Int
+    /// `Retry-After` (seconds) on the 503 for a body that does not fit the budget.
+    public var overBudgetRetryAfterSeconds: Int
 
     public init(
         host: String = "0.0.0.0",
@@ -69,7 +73,9 @@ public struct HTTPServerConfiguration: Sendable {
         bodyReadTimeout: Duration = .seconds(30),
         idleTimeout: Duration = .seconds(75),
         maxPipelinedRequests: Int = 64,
-        backlog: Int32 = 1024
+        backlog: Int32 = 1024,
+        bodyBudgetBytes: Int = 256 << 20,
+        overBudgetRetryAfterSeconds: Int = 1
     ) {
         self.host = host
         self.port = port
@@ -81,6 +87,8 @@ public struct HTTPServerConfiguration: Sendable {
         self.idleTimeout = idleTimeout
         self.maxPipelinedRequests = maxPipelinedRequests
         self.backlog = backlog
+        self.bodyBudgetBytes = bodyBudgetBytes
+        self.overBudgetRetryAfterSeconds = overBudgetRetryAfterSeconds
     }
 }
 
@@ -105,6 +113,8 @@ public final class HTTPServer: @unchecked Sendable {
     let connectionsByLoop: [LoopConnections]
     private let draining = Atomic<Bool>(false)
     public private(set) var port: Int = 0
+    /// Request bytes held in memory across all connections.
+    public let bodyBudget: BodyBudget
 
     public init(
         configuration: HTTPServerConfiguration,
@@ -116,6 +126,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.handler = handler
         self.observer = observer
         self.logger = logger
+        self.bodyBudget = BodyBudget(limitBytes: configuration.bodyBudgetBytes)
         var loops: [EventLoop] = []
         for i in 0..<max(1, configuration.eventLoopCount) { loops.append(try EventLoop(index: i)) }
         self.loops = loops
@@ -251,6 +262,29 @@ public final class HTTPServer: @unchecked Sendable {
     private func sweep(loop: EventLoop) {
         let now = DispatchTime.now().uptimeNanoseconds
         for connection in connectionsByLoop[loop.index].all { connection.checkTimeouts(now: now) }
+        if loop.index == 0 { releaseMemoryAfterBursts() }
+    }
+
+    /// The most bytes the budget held since memory was last given back (loop 0 only).
+    private var budgetPeak = 0
+
+    /// After a burst of request bodies has passed, free heap memory goes back to the system
+    /// (off the loop: trimming a large heap takes milliseconds).
+    private func releaseMemoryAfterBursts() {
+        dispatchPrecondition(condition: .onQueue(loops[0].queue))
+        let used = bodyBudget.usedBytes
+        budgetPeak = max(budgetPeak, used)
+        if budgetPeak > 16 << 20 && used < 4 << 20 {
+            budgetPeak = used
+            DispatchQueue.global().async { csys_allocator_release_free_memory() }
+        }
+    }
+
+    /// Maps request-sized allocations directly so that memory used by a burst is returned
+    /// when it is freed (see `csys_allocator_map_large_blocks`). Process-wide: call once at
+    /// start-up, from the executable.
+    public static func configureAllocatorForBursts() {
+        csys_allocator_map_large_blocks(128 << 10)
     }
 }
 

@@ -45,6 +45,16 @@ private func withServer(
     await server.shutdown(deadline: .seconds(1))
 }
 
+/// Polls `condition` on the monotonic clock until it holds or `seconds` pass.
+private func eventually(seconds: Double, _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}
+
 private func get(_ path: String, close: Bool = false) -> [UInt8] {
     RawHTTPClient.request(method: "GET", path: path, close: close)
 }
@@ -184,6 +194,76 @@ struct HTTPServerTests {
             let d = try RawHTTPClient(port: server.port)
             try d.send(get("/echo"))
             #expect(try d.readResponse().status == 200)
+        }
+    }
+
+    /// Memory held for request bodies is bounded by the budget, not by clients: a large body
+    /// that does not fit is refused (503 + Retry-After) before it is read, small requests
+    /// still pass while large ones hold the budget, and the budget is given back when bodies
+    /// complete or connections go away.
+    @Test func requestBodiesBeyondTheMemoryBudgetAre503BeforeTheyAreRead() async throws {
+        let config = testConfiguration {
+            $0.bodyBudgetBytes = 1 << 20
+            $0.limits.maxBodyBytes = 2 << 20
+        }
+        try await withServer(config) { server in
+            let size = 400_000
+            func head(_ length: Int) -> [UInt8] {
+                Array("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \(length)\r\n\r\n".utf8)
+            }
+            let body = [UInt8](repeating: UInt8(ascii: "x"), count: size)
+            // Two large bodies in progress reserve 800 KB of the 1 MiB budget.
+            let a = try RawHTTPClient(port: server.port)
+            let b = try RawHTTPClient(port: server.port)
+            try a.send(head(size) + body[0..<1000])
+            try b.send(head(size) + body[0..<1000])
+            #expect(
+                await eventually(seconds: 5) { server.bodyBudget.usedBytes >= 2 * size },
+                "reserved: \(server.bodyBudget.usedBytes)"
+            )
+            // A third does not fit: refused at once, without its body.
+            let c = try RawHTTPClient(port: server.port)
+            try c.send(head(size))
+            let refused = try c.readResponse()
+            #expect(refused.status == 503)
+            #expect(refused.header("Retry-After") == "1")
+            #expect(refused.header("Connection") == "close")
+            #expect(server.bodyBudget.refusedCount == 1)
+            // A small request is still served meanwhile.
+            let small = try RawHTTPClient(port: server.port)
+            try small.send(RawHTTPClient.request(path: "/echo", body: Array("small".utf8)))
+            let smallAnswer = try small.readResponse()
+            #expect(smallAnswer.status == 200 && smallAnswer.bodyText == "small")
+            // The first two complete, byte for byte.
+            try a.send(Array(body[1000...]))
+            try b.send(Array(body[1000...]))
+            let ra = try a.readResponse()
+            let rb = try b.readResponse()
+            #expect(
+                ra.status == 200 && ra.body.count == size,
+                "\(ra.status) \(ra.bodyText.prefix(200)) used \(server.bodyBudget.usedBytes)"
+            )
+            #expect(
+                rb.status == 200 && rb.body.count == size,
+                "\(rb.status) \(rb.bodyText.prefix(200)) used \(server.bodyBudget.usedBytes)"
+            )
+            // The budget is free again: a large body is admitted.
+            #expect(
+                await eventually(seconds: 5) { server.bodyBudget.usedBytes < 256 << 10 },
+                "released: \(server.bodyBudget.usedBytes)"
+            )
+            let d = try RawHTTPClient(port: server.port)
+            try d.send(head(size) + body)
+            #expect(try d.readResponse().status == 200)
+            // Connections that leave mid-body give their reservation back.
+            let e = try RawHTTPClient(port: server.port)
+            try e.send(head(size) + body[0..<10])
+            #expect(await eventually(seconds: 5) { server.bodyBudget.usedBytes >= size })
+            e.close()
+            #expect(
+                await eventually(seconds: 5) { server.bodyBudget.usedBytes < 256 << 10 },
+                "released after a disconnect: \(server.bodyBudget.usedBytes)"
+            )
         }
     }
 

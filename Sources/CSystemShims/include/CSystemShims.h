@@ -38,4 +38,10 @@ static const int CSYS_MSG_NOSIGNAL = MSG_NOSIGNAL;
 /// fork happens on one dedicated thread that lives as long as the process (the death signal
 /// follows the thread that forked). Returns the pid, or -1 with errno set.
 pid_t csys_spawn_bound_to_parent(const char *path, char *const argv[], char *const envp[], int out_fd);
+/// Large allocations (request bodies) are mapped and unmapped directly instead of growing the
+/// heap: glibc otherwise raises its mmap threshold after the first free of a large block, and
+/// a burst of large bodies then stays resident. Call once, early.
+void csys_allocator_map_large_blocks(size_t threshold);
+/// Returns free heap memory to the system (malloc_trim(0), every arena).
+void csys_allocator_release_free_memory(void);
 #endif

@@ -92,7 +92,23 @@ public struct HTTPRequestParser: Sendable {
     }
 
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        reserveForBody(adding: bytes.count)
         buffer.append(contentsOf: bytes)
+    }
+
+    /// While a body of known length arrives, the buffer is sized for it once (no doubling
+    /// growth and copies, and memory close to what the body needs).
+    private mutating func reserveForBody(adding count: Int) {
+        guard case .fixedBody(let length) = state, length > 64 * 1024 else { return }
+        let stillToCome = max(0, length - (buffer.count - readIndex))
+        if buffer.capacity < buffer.count + max(count, stillToCome) {
+            if readIndex > 0 {
+                buffer.removeFirst(readIndex)
+                headScanIndex = max(0, headScanIndex - readIndex)
+                readIndex = 0
+            }
+            buffer.reserveCapacity(buffer.count + max(count, stillToCome))
+        }
     }
 
     public mutating func append<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
@@ -113,6 +129,16 @@ public struct HTTPRequestParser: Sendable {
 
     /// Unparsed bytes held.
     public var bufferedByteCount: Int { buffer.count - readIndex }
+
+    /// Bytes this parser holds in memory: its buffer and the body being assembled.
+    public var heldByteCount: Int { buffer.capacity + body.capacity }
+
+    /// The body bytes still to come for the request being read, when its length is known
+    /// (`Content-Length`); nil between requests and for chunked bodies.
+    public var remainingBodyBytes: Int? {
+        if case .fixedBody(let length) = state { return max(0, length - (buffer.count - readIndex)) }
+        return nil
+    }
 
     /// Parses as far as the buffered bytes allow.
     public mutating func next() throws(HTTPParseError) -> Event {
@@ -288,7 +314,13 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private mutating func compactIfUseful() {
-        if readIndex > 0 && (readIndex == buffer.count || readIndex >= 64 * 1024) {
+        if readIndex > 0 && readIndex == buffer.count && buffer.capacity > 128 * 1024 {
+            // Everything consumed after a large request: give the memory back rather than keep
+            // it for the connection's lifetime (a burst of large bodies must not stay resident).
+            buffer = []
+            headScanIndex = 0
+            readIndex = 0
+        } else if readIndex > 0 && (readIndex == buffer.count || readIndex >= 64 * 1024) {
             buffer.removeFirst(readIndex)
             headScanIndex -= readIndex
             if headScanIndex < 0 { headScanIndex = 0 }
