@@ -27,7 +27,12 @@ public final class EventLoop: @unchecked Sendable {
     private let epollFD: Int32
     private var source: DispatchSourceRead?
     private var registrants: [Int32: EpollRegistrant] = [:]
-    private let maxEvents = 256
+    private let maxEvents = 1024
+    /// Bytes connections streaming a large body may still read in the current batch (see
+    /// ``HTTPConnection``): bulk uploads share a fixed slice of each batch, so a small request
+    /// or a health check never waits behind a full pass over every upload.
+    var bulkReadAllowance = 0
+    static let bulkReadBytesPerBatch = 512 << 10
     private let eventSize = Int(csys_epoll_event_size())
     private let events: UnsafeMutableRawPointer
     /// A read buffer shared by every connection of this loop (used only inside one handler run).
@@ -116,6 +121,7 @@ public final class EventLoop: @unchecked Sendable {
     private func drain() {
         let n = epoll_wait(epollFD, events.assumingMemoryBound(to: epoll_event.self), Int32(maxEvents), 0)
         if n <= 0 { return }
+        bulkReadAllowance = Self.bulkReadBytesPerBatch
         for i in 0..<Int(n) {
             let e = (events + i * eventSize).assumingMemoryBound(to: epoll_event.self)
             let fd = Int32(truncatingIfNeeded: csys_epoll_event_u64(e))

@@ -86,11 +86,18 @@ final class HTTPConnection: EpollRegistrant {
         if events & (CSYS_EPOLLIN | CSYS_EPOLLHUP | CSYS_EPOLLERR | CSYS_EPOLLRDHUP) != 0 { readAvailable() }
     }
 
-    /// One read (up to 64 KiB) per visit: a connection streaming a large body gets its turn
-    /// like the others (level-triggered epoll reports it again in the next batch), so many
-    /// large uploads cannot starve small requests.
+    /// One read (up to 64 KiB) per visit. A connection in the middle of a large body (more than
+    /// 64 KiB held) reads only while the batch's bulk allowance lasts; otherwise it waits for a
+    /// later batch (level-triggered epoll reports it again, rotating through the ready list),
+    /// so thousands of large uploads cannot make a small request or `/healthz` wait a pass.
     private func readAvailable() {
         var reads = 0
+        // Discarding what a refused client still sends (lingering close) is bulk work too.
+        let bulk = lingering || (parser.isReadingBody && parser.heldByteCount > 64 * 1024)
+        if bulk {
+            if loop.bulkReadAllowance <= 0 { return }
+            loop.bulkReadAllowance -= loop.scratch.count
+        }
         if !lingering && !stopReadingRequests && parser.isReadingBody
             && !server.bodyBudget.admitsGrowth(held: parser.heldByteCount)
         {
