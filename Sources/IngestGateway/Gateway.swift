@@ -89,6 +89,8 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     @discardableResult
     public func start() throws -> Int {
         try LibrdkafkaVersion.check()
+        // Process-wide: memory used by a burst of large bodies goes back when it is freed.
+        HTTPServer.configureAllocatorForBursts()
         if configuration.createTopics { ensureTopics(kafkaClient) }
         if configuration.deliveryMode == .spool { try openSpool() }
         let producer = try makeProducer()

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import IngestCore
 import IngestGateway
-import IngestHTTP
 import IngestLogging
 import Logging
 import ServiceLifecycle
@@ -55,7 +54,6 @@ struct GatewayCommand: AsyncParsableCommand {
         if let port { config.port = port }
         if let brokers { config.brokers = brokers }
 
-        HTTPServer.configureAllocatorForBursts()
         let gateway = try Gateway(configuration: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
