@@ -45,6 +45,9 @@ let package = Package(
         ),
         // The only importer of libcurl: the one outbound HTTP client of every process.
         .target(name: "IngestHTTPClient", dependencies: ["CCurl", "IngestCore"]),
+        // RFC 6455: the frame codec and handshake (pure), and the client connection over the
+        // outbound client's byte stream (libcurl CONNECT_ONLY: one TLS stack for the product).
+        .target(name: "IngestWebSocket", dependencies: ["IngestCore", "IngestCrypto", "IngestHTTPClient"]),
         // The only importer of SQLite and libpq: the store adapters (protocols are in IngestCore).
         .target(name: "IngestStore", dependencies: ["CSQLite", "CLibPQ", "IngestCore"]),
         // The worker runtime: consumer groups, idempotency, retries, dead letters.
@@ -172,6 +175,10 @@ let package = Package(
             dependencies: ["IngestHTTPClient", "IngestHTTP", "IngestCore", "IngestTesting"]
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
+        .testTarget(
+            name: "IngestWebSocketTests",
+            dependencies: ["IngestWebSocket", "IngestHTTPClient", "IngestCrypto", "IngestTesting"]
+        ),
         .testTarget(name: "IngestGatewayTests", dependencies: ["IngestGateway", "IngestCore"]),
         .testTarget(name: "IngestWorkerTests", dependencies: ["IngestWorker", "IngestCore"]),
         // Process-level suites: real Tansu brokers, real PostgreSQL, real gateway and worker

@@ -97,3 +97,19 @@ public enum SHA256Digest {
         return String(decoding: text, as: UTF8.self)
     }
 }
+
+/// SHA-1 from OpenSSL, for protocols that fix it (the WebSocket handshake's
+/// `Sec-WebSocket-Accept`, RFC 6455 §4.2.2). Never for anything that needs collision resistance.
+public enum SHA1Digest {
+    public static func bytes(_ message: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 20)
+        var length: UInt32 = 0
+        let ok = message.withUnsafeBytes { m in
+            out.withUnsafeMutableBufferPointer { o in
+                EVP_Digest(m.baseAddress, m.count, o.baseAddress, &length, EVP_sha1(), nil)
+            }
+        }
+        precondition(ok == 1 && length == 20, "EVP_Digest(SHA-1) failed: OpenSSL is unusable")
+        return out
+    }
+}

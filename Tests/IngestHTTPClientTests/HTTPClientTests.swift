@@ -339,6 +339,60 @@ struct HTTPClientTests {
         }
     }
 
+    /// The byte stream (what the WebSocket client runs on): TLS verified against the system CAs
+    /// plus the configured CA file, bytes both ways, a typed TLS error for an untrusted server
+    /// and a clean EOF when the server closes.
+    @Test func aByteStreamSpeaksVerifiedTLS() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = dir.appendingPathComponent("key.pem").path
+        let cert = dir.appendingPathComponent("cert.pem").path
+        let make = try ChildProcess(
+            executable: "/usr/bin/openssl",
+            arguments: [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            logName: "openssl-req"
+        )
+        #expect(make.waitForExit(timeout: 30) == 0, "\(make.output)")
+        let port = Network.freePort()
+        // -rev: answers every line reversed.
+        let server = try ChildProcess(
+            executable: "/usr/bin/openssl",
+            arguments: ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key, "-rev", "-quiet"],
+            logName: "openssl-s_server-rev"
+        )
+        defer { server.stop() }
+        #expect(Network.waitForPort(port, timeout: 20), "s_server did not start: \(server.output)")
+        let url = "https://localhost:\(port)/channels/secret-channel-id"
+        do {
+            _ = try ByteStream(url: url, configuration: .init(), connectTimeout: .seconds(10))
+            Issue.record("a certificate from an unknown CA must be refused")
+        } catch {
+            #expect(error.kind == .tls, "\(error)")
+            #expect(!error.message.contains("secret-channel-id"), "the path is not in messages: \(error.message)")
+        }
+        let stream = try ByteStream(url: url, configuration: .init(caFile: cert), connectTimeout: .seconds(10))
+        defer { stream.close() }
+        try stream.send(Array("genesys\n".utf8), deadline: .now + .seconds(10))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer { buffer.deallocate() }
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !String(decoding: received, as: UTF8.self).contains("syseneg"), ContinuousClock.now < deadline {
+            guard let n = try stream.receive(into: buffer, deadline: deadline), n > 0 else { break }
+            received += buffer[0..<n]
+        }
+        #expect(String(decoding: received, as: UTF8.self).contains("syseneg"), "echo: \(received)")
+        // Nothing more comes: the deadline passes without data.
+        #expect(try stream.receive(into: buffer, deadline: .now + .milliseconds(200)) == nil)
+        #expect(
+            ByteStream.origin(of: "wss://user:pw@streaming.example:443/channels/x?y") == "wss://streaming.example:443"
+        )
+    }
+
     @Test func aShutDownClientRefusesNewRequests() async throws {
         let client = HTTPClient()
         client.shutdown()
