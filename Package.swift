@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "ingest-gateway", targets: ["ingest-gateway"]),
         .executable(name: "ingest-worker", targets: ["ingest-worker"]),
         .executable(name: "ingestctl", targets: ["ingestctl"]),
+        .executable(name: "ingest-bridge", targets: ["ingest-bridge"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -70,8 +71,18 @@ let package = Package(
         .target(
             name: "GenesysSimulator",
             dependencies: [
-                "IngestCore", "IngestCrypto", "IngestHTTP", "IngestHTTPClient",
+                "IngestCore", "IngestCrypto", "IngestHTTP", "IngestHTTPClient", "IngestWebSocket",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The notification bridge: Genesys notification channels over WebSockets → the spool →
+        // Kafka, with heartbeat watchdog and gap records.
+        .target(
+            name: "IngestBridge",
+            dependencies: [
+                "GenesysAPI", "IngestCore", "IngestCrypto", "IngestKafka", "IngestSpool", "IngestWebSocket",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The conversation-details enrichment handler.
@@ -131,6 +142,15 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "ingest-bridge",
+            dependencies: [
+                "IngestBridge", "IngestLogging", "IngestCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
             name: "ingest-worker",
             dependencies: [
                 "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore", "IngestEnrichment", "GenesysAPI",
@@ -175,6 +195,7 @@ let package = Package(
             dependencies: ["IngestHTTPClient", "IngestHTTP", "IngestCore", "IngestTesting"]
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
+        .testTarget(name: "IngestBridgeTests", dependencies: ["IngestBridge"]),
         .testTarget(
             name: "IngestWebSocketTests",
             dependencies: ["IngestWebSocket", "IngestHTTPClient", "IngestCrypto", "IngestTesting"]

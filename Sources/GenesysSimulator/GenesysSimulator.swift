@@ -23,6 +23,8 @@ public struct SimulatorConfiguration: Sendable {
     public var connectionDropRate = 0.0
     /// Details of a conversation appear this long after it ended (eventual consistency).
     public var detailsDelayMilliseconds = 0
+    /// The notification service: heartbeat interval, channel lifetime, limits.
+    public var notifications = NotificationService.Settings()
 
     public init() {}
 }
@@ -75,6 +77,8 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     private let logger: Logger
     /// The PagerDuty and time-series database stand-ins served next to the Genesys API.
     public let receiver = LocalReceiver()
+    /// Notification channels, subscriptions and their WebSockets.
+    public let notifications: NotificationService
 
     /// Wraps the non-Sendable dictionaries (JSON objects) held in the lock.
     final class StateBox: @unchecked Sendable {
@@ -84,6 +88,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     public init(configuration: SimulatorConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.notifications = NotificationService(settings: configuration.notifications)
     }
 
     /// Starts serving; returns the bound port.
@@ -236,6 +241,14 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     // MARK: - HTTP
 
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        if request.path.hasPrefix("/channels/") {
+            notifications.accept(
+                request,
+                channelID: String(request.path.dropFirst("/channels/".count)),
+                responder: responder
+            )
+            return
+        }
         let apiPath = request.path.hasPrefix("/api/v2/") ? String(request.path.dropFirst("/api/v2/".count)) : nil
         if let apiPath {
             let heldNow = state.withLock { box in
@@ -388,6 +401,15 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
                 guard let c = box.value.conversations[id], c.availableAt <= now else { return nil }
                 return c.details
             }
+        }
+        if let answer = notifications.handle(
+            method: request.method,
+            parts: Array(parts.dropFirst(2)),
+            query: Self.query(request.target),
+            body: request.body,
+            baseURL: baseURL
+        ) {
+            return answer
         }
         switch (request.method, Array(parts.dropFirst(2))) {
         case ("GET", ["analytics", "conversations", "details"]):

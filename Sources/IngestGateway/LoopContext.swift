@@ -183,18 +183,14 @@ final class LoopContext: @unchecked Sendable {
         requestID: String,
         receivedAt: Int64
     ) -> [KafkaHeader] {
-        var headers = [
-            KafkaHeader(name: IngestHeader.contentType, string: request.headers["content-type"] ?? "application/json"),
-            KafkaHeader(name: IngestHeader.receivedAt, string: String(receivedAt)),
-            KafkaHeader(name: IngestHeader.source, string: source),
-            KafkaHeader(name: IngestHeader.requestID, string: requestID),
-            KafkaHeader(name: IngestHeader.keyID, string: keyID),
-        ]
-        if let topicName = info.topicName {
-            headers.append(KafkaHeader(name: IngestHeader.topicName, string: topicName))
-        }
-        if let id = info.envelopeID { headers.append(KafkaHeader(name: IngestHeader.eventID, string: id)) }
-        return headers
+        RawEventHeaders.make(
+            info: info,
+            contentType: request.headers["content-type"] ?? "application/json",
+            receivedAt: receivedAt,
+            source: source,
+            requestID: requestID,
+            keyID: keyID
+        ).map { KafkaHeader(name: $0.name, value: $0.value) }
     }
 
     /// Spool mode: writes the event to the spool; the 202 follows the sync that covers it.

@@ -42,6 +42,11 @@ final class HTTPConnection: EpollRegistrant {
     private var registeredInterest: UInt32 = 0
     /// What this connection is charged in the server's ``BodyBudget``.
     private var charged = 0
+    /// Set once the connection was upgraded: it owns every byte from then on.
+    private var upgraded: (any UpgradedConnectionHandler)?
+    /// The upgrade is answered; the handler takes over once the 101 is written.
+    private var pendingUpgrade: (sequence: UInt64, handler: any UpgradedConnectionHandler)?
+    private var closeAfterFlush = false
 
     init(fd: Int32, loop: EventLoop, server: HTTPServer) {
         self.fd = fd
@@ -91,6 +96,10 @@ final class HTTPConnection: EpollRegistrant {
     /// later batch (level-triggered epoll reports it again, rotating through the ready list),
     /// so thousands of large uploads cannot make a small request or `/healthz` wait a pass.
     private func readAvailable() {
+        if let upgraded {
+            readUpgraded(upgraded)
+            return
+        }
         var reads = 0
         // Discarding what a refused client still sends (lingering close) is bulk work too.
         let bulk = lingering || (parser.isReadingBody && parser.heldByteCount > 64 * 1024)
@@ -206,6 +215,14 @@ final class HTTPConnection: EpollRegistrant {
         slots[index].response = response
         var wrote = false
         while slotHead < slots.count, let ready = slots[slotHead].response {
+            if let pending = pendingUpgrade, pending.sequence == slots[slotHead].sequence {
+                ready.serialize(into: &output, keepAlive: true)
+                slots.removeAll()
+                slotHead = 0
+                completeUpgrade(pending.handler)
+                flush()
+                return
+            }
             let closing = ready.closeConnection || slots[slotHead].sequence >= closeAfterSequence
             ready.serialize(into: &output, keepAlive: !closing)
             slots[slotHead].response = nil
@@ -252,7 +269,11 @@ final class HTTPConnection: EpollRegistrant {
         }
         output.removeAll(keepingCapacity: output.capacity <= 64 * 1024)
         outputOffset = 0
-        if stopReadingRequests && outstanding == 0 {
+        if upgraded != nil {
+            if closeAfterFlush { close() } else { updateInterest() }
+            return
+        }
+        if stopReadingRequests && outstanding == 0 && pendingUpgrade == nil {
             beginLingeringClose()
         } else if peerClosed && outstanding == 0 {
             close()
@@ -278,6 +299,10 @@ final class HTTPConnection: EpollRegistrant {
     /// Server shutdown: idle connections close now; busy ones finish what they have.
     func beginDraining() {
         dispatchPrecondition(condition: .onQueue(loop.queue))
+        if upgraded != nil {
+            close()
+            return
+        }
         stopReadingRequests = true
         if outstanding > 0 { closeAfterSequence = min(closeAfterSequence, nextSequence - 1) }
         if outstanding == 0 && outputOffset == output.count {
@@ -295,10 +320,75 @@ final class HTTPConnection: EpollRegistrant {
         isClosed = true
         server.bodyBudget.charge(-charged)
         charged = 0
+        if let upgraded {
+            self.upgraded = nil
+            defer { upgraded.closed(UpgradedConnection(loop: loop, connection: self)) }
+            loop.deregister(fd: fd)
+            Glibc.close(fd)
+            slots.removeAll()
+            server.connectionClosed(self, loop: loop)
+            return
+        }
         loop.deregister(fd: fd)
         Glibc.close(fd)
         slots.removeAll()
         server.connectionClosed(self, loop: loop)
+    }
+
+    // MARK: - Protocol upgrade
+
+    func upgrade(sequence: UInt64, _ response: HTTPResponse, handler: any UpgradedConnectionHandler) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
+        guard !isClosed else { return }
+        stopReadingRequests = true
+        pendingUpgrade = (sequence, handler)
+        respond(sequence: sequence, response)
+    }
+
+    /// The 101 is queued: from here on bytes belong to the handler.
+    private func completeUpgrade(_ handler: any UpgradedConnectionHandler) {
+        upgraded = handler
+        pendingUpgrade = nil
+        let early = parser.takeUnparsedBytes()
+        chargeBudget()
+        phase = .idle
+        updateInterest()
+        handler.opened(UpgradedConnection(loop: loop, connection: self))
+        if !early.isEmpty { handler.received(early, on: UpgradedConnection(loop: loop, connection: self)) }
+    }
+
+    private func readUpgraded(_ handler: any UpgradedConnectionHandler) {
+        let result: IOResult<Int>
+        do { result = try Posix.read(fd, loop.scratch) } catch {
+            close()
+            return
+        }
+        switch result {
+        case .wouldBlock:
+            return
+        case .processed(0):
+            close()
+        case .processed(let n):
+            handler.received(Array(loop.scratch[0..<n]), on: UpgradedConnection(loop: loop, connection: self))
+        }
+    }
+
+    func writeUpgraded(_ bytes: [UInt8]) {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
+        guard !isClosed else { return }
+        output.append(contentsOf: bytes)
+        flush()
+        if !isClosed { updateInterest() }
+    }
+
+    func closeUpgraded() {
+        dispatchPrecondition(condition: .onQueue(loop.queue))
+        guard !isClosed else { return }
+        if outputOffset >= output.count {
+            close()
+        } else {
+            closeAfterFlush = true
+        }
     }
 
     // MARK: - Memory budget
@@ -357,7 +447,7 @@ final class HTTPConnection: EpollRegistrant {
 
     func checkTimeouts(now: UInt64) {
         dispatchPrecondition(condition: .onQueue(loop.queue))
-        guard !isClosed else { return }
+        guard !isClosed, upgraded == nil else { return }
         let config = server.configuration
         let elapsed = Duration.nanoseconds(Int64(now &- phaseStarted))
         switch phase {

@@ -38,6 +38,43 @@ public struct HTTPResponder: @unchecked Sendable {
     public func abortConnection() {
         connection.close()
     }
+
+    /// Answers `response` (a `101 Switching Protocols`) and hands the connection to `handler`
+    /// for the rest of its life: bytes the client sends from then on (including any that came
+    /// right behind the request) go to the handler instead of the HTTP parser. Only for the last
+    /// request a connection has sent (the client waits for the 101 before speaking the new
+    /// protocol). Must be called on ``loop``'s queue.
+    public func upgrade(_ response: HTTPResponse, to handler: any UpgradedConnectionHandler) {
+        connection.upgrade(sequence: sequence, response, handler: handler)
+    }
+}
+
+/// The new owner of a connection after a protocol upgrade (a WebSocket endpoint). Called on
+/// the connection's loop queue.
+public protocol UpgradedConnectionHandler: AnyObject {
+    /// The 101 is on its way: the handler may write from now on.
+    func opened(_ connection: UpgradedConnection)
+    func received(_ bytes: [UInt8], on connection: UpgradedConnection)
+    /// The connection is gone (the peer closed it, or the server is shutting down).
+    func closed(_ connection: UpgradedConnection)
+}
+
+/// A connection taken over after an upgrade. Confined to ``loop``'s queue.
+public struct UpgradedConnection: @unchecked Sendable {
+    // @unchecked: the connection is confined to `loop.queue` (asserted in every call).
+    public let loop: EventLoop
+    let connection: HTTPConnection
+
+    /// Queues `bytes` for the peer (written in order, as the socket takes them).
+    public func write(_ bytes: [UInt8]) { connection.writeUpgraded(bytes) }
+
+    /// Writes what is queued, then closes.
+    public func close() { connection.closeUpgraded() }
+
+    /// Closes at once, dropping unwritten bytes (a simulated network failure).
+    public func abort() { connection.close() }
+
+    public var id: ObjectIdentifier { ObjectIdentifier(connection) }
 }
 
 /// Configuration of the HTTP server.

@@ -137,6 +137,14 @@ public final class RawHTTPClient {
         }
     }
 
+    /// The bytes available now (what is buffered, else one read): for upgraded connections,
+    /// where the stream is no longer HTTP. Empty at EOF; throws on timeout or error.
+    public func readSome() throws -> [UInt8] {
+        if buffer.isEmpty { _ = try fill() }
+        defer { buffer.removeAll() }
+        return buffer
+    }
+
     /// True when the server closed the connection (EOF) within the receive timeout.
     public func readEOF() -> Bool {
         while true {

@@ -267,6 +267,51 @@ struct HTTPServerTests {
         }
     }
 
+    /// A protocol upgrade: the 101 goes out, then the handler owns the connection — it gets
+    /// the bytes that came right behind the request and everything after, and writes freely.
+    @Test func anUpgradedConnectionBelongsToItsHandler() async throws {
+        final class Upper: UpgradedConnectionHandler, @unchecked Sendable {
+            let closedCount = LockedValue(0)
+            func opened(_ connection: UpgradedConnection) { connection.write(Array("hello\n".utf8)) }
+            func received(_ bytes: [UInt8], on connection: UpgradedConnection) {
+                connection.write(Array(String(decoding: bytes, as: UTF8.self).uppercased().utf8))
+            }
+            func closed(_ connection: UpgradedConnection) { closedCount.withLock { $0 += 1 } }
+        }
+        final class UpgradingHandler: HTTPRequestHandler, @unchecked Sendable {
+            let upper = Upper()
+            func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+                responder.upgrade(
+                    HTTPResponse(
+                        status: .switchingProtocols,
+                        headers: [("Upgrade", "shout"), ("Connection", "Upgrade")]
+                    ),
+                    to: upper
+                )
+            }
+        }
+        let handler = UpgradingHandler()
+        let server = try HTTPServer(configuration: testConfiguration(), handler: handler, logger: Logger(label: "test"))
+        try server.start()
+        let client = try RawHTTPClient(port: server.port)
+        try client.send(Array("GET /x HTTP/1.1\r\nHost: t\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\nearly".utf8))
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !String(decoding: received, as: UTF8.self).contains("EARLY"), ContinuousClock.now < deadline {
+            guard let chunk = try? client.readSome(), !chunk.isEmpty else { break }
+            received += chunk
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), "\(text)")
+        #expect(!text.contains("Content-Length"), "a 101 has no body length")
+        #expect(text.contains("\r\n\r\nhello\n") && text.hasSuffix("EARLY"), "\(text)")
+        try client.send(Array("more".utf8))
+        #expect(String(decoding: try client.readSome(), as: UTF8.self) == "MORE")
+        client.close()
+        #expect(await eventually(seconds: 5) { handler.upper.closedCount.withLock { $0 } == 1 })
+        await server.shutdown(deadline: .seconds(1))
+    }
+
     @Test func aHalfClosedClientStillGetsItsPendingResponse() async throws {
         try await withServer { server in
             let client = try RawHTTPClient(port: server.port)

@@ -130,3 +130,33 @@ public struct TopicNaming: Sendable, Equatable {
 
     public var allTopics: [String] { TopicFamily.allCases.map(topic(for:)) }
 }
+
+/// The headers of a raw event record, the same whichever way the event came in (the gateway's
+/// HTTP sources, the notification bridge): one code path, so workers see one shape.
+public enum RawEventHeaders {
+    /// - Parameters:
+    ///   - requestID, keyID: the gateway's request id and the signing key's id (HTTP only).
+    ///   - producedEventID: an event id for records whose body has none (notifications), used
+    ///     by the workers' idempotency.
+    public static func make(
+        info: EnvelopeInfo,
+        contentType: String,
+        receivedAt: Int64,
+        source: String,
+        requestID: String? = nil,
+        keyID: String? = nil,
+        producedEventID: String? = nil
+    ) -> [(name: String, value: [UInt8])] {
+        var headers: [(name: String, value: [UInt8])] = [
+            (IngestHeader.contentType, Array(contentType.utf8)),
+            (IngestHeader.receivedAt, Array(String(receivedAt).utf8)),
+            (IngestHeader.source, Array(source.utf8)),
+        ]
+        if let requestID { headers.append((IngestHeader.requestID, Array(requestID.utf8))) }
+        if let keyID { headers.append((IngestHeader.keyID, Array(keyID.utf8))) }
+        if let topicName = info.topicName { headers.append((IngestHeader.topicName, Array(topicName.utf8))) }
+        if let id = info.envelopeID { headers.append((IngestHeader.eventID, Array(id.utf8))) }
+        if let producedEventID { headers.append((IngestHeader.producedEventID, Array(producedEventID.utf8))) }
+        return headers
+    }
+}

@@ -140,6 +140,16 @@ public struct HTTPRequestParser: Sendable {
         return nil
     }
 
+    /// Hands over the bytes received after the last complete request (a protocol upgrade
+    /// takes the connection over from there) and forgets them.
+    public mutating func takeUnparsedBytes() -> [UInt8] {
+        let rest = Array(buffer[readIndex...])
+        buffer = []
+        readIndex = 0
+        headScanIndex = 0
+        return rest
+    }
+
     /// Parses as far as the buffered bytes allow.
     public mutating func next() throws(HTTPParseError) -> Event {
         while true {

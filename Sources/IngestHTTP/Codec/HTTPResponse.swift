@@ -13,6 +13,7 @@ public struct HTTPStatus: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(code) \(reason)" }
 
     public static let `continue` = HTTPStatus(code: 100, reason: "Continue")
+    public static let switchingProtocols = HTTPStatus(code: 101, reason: "Switching Protocols")
     public static let ok = HTTPStatus(code: 200, reason: "OK")
     public static let accepted = HTTPStatus(code: 202, reason: "Accepted")
     public static let badRequest = HTTPStatus(code: 400, reason: "Bad Request")
@@ -82,7 +83,10 @@ public struct HTTPResponse: Sendable {
             buffer.append(contentsOf: value.utf8)
             buffer.append(contentsOf: "\r\n".utf8)
         }
-        buffer.append(contentsOf: "Content-Length: \(body.count)\r\n".utf8)
+        // 1xx and 204 carry no body and no Content-Length (RFC 9110 §8.6).
+        if status.code >= 200 && status.code != 204 {
+            buffer.append(contentsOf: "Content-Length: \(body.count)\r\n".utf8)
+        }
         if !keepAlive || closeConnection { buffer.append(contentsOf: "Connection: close\r\n".utf8) }
         buffer.append(contentsOf: "\r\n".utf8)
         buffer.append(contentsOf: body)

@@ -180,17 +180,23 @@ public final class WebSocketConnection: @unchecked Sendable {
         }
     }
 
-    /// The closing handshake: sends a close frame, waits up to ``WebSocketConfiguration/closeTimeout``
-    /// for the server's, then closes the stream. Idempotent.
-    public func close(code: UInt16 = 1000, reason: String = "") {
+    /// The closing handshake: sends a close frame, waits up to `timeout` (default
+    /// ``WebSocketConfiguration/closeTimeout``) for the server's, then closes the stream.
+    /// Idempotent. A zero timeout drops the connection at once (a socket known to be dead).
+    public func close(code: UInt16 = 1000, reason: String = "", timeout: Duration? = nil) {
         guard !isClosed else { return }
+        let timeout = timeout ?? configuration.closeTimeout
+        if timeout <= .zero {
+            finish()
+            return
+        }
         if !closeSent {
             try? send(
                 WebSocketFrame(opcode: .close, payload: WebSocketFrameEncoder.closePayload(code: code, reason: reason)),
-                deadline: ContinuousClock.now + configuration.closeTimeout
+                deadline: ContinuousClock.now + timeout
             )
         }
-        let deadline = ContinuousClock.now + configuration.closeTimeout
+        let deadline = ContinuousClock.now + timeout
         while !isClosed {
             // Data frames still in flight are dropped; the server's close ends the wait.
             guard let message = try? receive(until: deadline) else { break }

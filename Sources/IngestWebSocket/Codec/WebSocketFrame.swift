@@ -33,6 +33,7 @@ public enum WebSocketProtocolError: Error, Sendable, Equatable, CustomStringConv
     case fragmentedControlFrame
     case controlFrameTooLong(Int)
     case maskedFrameFromServer
+    case unmaskedFrameFromClient
     case nonMinimalLength
     case lengthTooLarge
     case frameTooLarge(limit: Int)
@@ -59,6 +60,7 @@ public enum WebSocketProtocolError: Error, Sendable, Equatable, CustomStringConv
         case .fragmentedControlFrame: "a control frame is fragmented"
         case .controlFrameTooLong(let n): "a control frame carries \(n) bytes (at most 125)"
         case .maskedFrameFromServer: "the server masked a frame"
+        case .unmaskedFrameFromClient: "the client did not mask a frame"
         case .nonMinimalLength: "a payload length is not minimally encoded"
         case .lengthTooLarge: "a 64-bit payload length has its high bit set"
         case .frameTooLarge(let limit): "a frame is larger than \(limit) bytes"
@@ -72,16 +74,21 @@ public enum WebSocketProtocolError: Error, Sendable, Equatable, CustomStringConv
     }
 }
 
-/// Incremental decoder of server-to-client frames: feed bytes as they arrive, take frames.
-/// Every length from the wire is checked against ``maxFramePayload`` before anything is
-/// allocated for it.
+/// Incremental frame decoder: feed bytes as they arrive, take frames. A client decodes
+/// server frames (never masked); a server (the simulator's endpoint) decodes client frames
+/// (always masked) and unmasks them. Every length from the wire is checked against
+/// ``maxFramePayload`` before anything is allocated for it.
 public struct WebSocketFrameDecoder: Sendable {
+    public enum Peer: Sendable { case server, client }
     public let maxFramePayload: Int
+    /// Who sends the frames this decoder reads.
+    public let sender: Peer
     private var buffer: [UInt8] = []
     private var readIndex = 0
 
-    public init(maxFramePayload: Int = 16 << 20) {
+    public init(maxFramePayload: Int = 16 << 20, framesFrom sender: Peer = .server) {
         self.maxFramePayload = maxFramePayload
+        self.sender = sender
     }
 
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
@@ -104,7 +111,11 @@ public struct WebSocketFrameDecoder: Sendable {
         guard b0 & 0x70 == 0 else { throw .reservedBitsSet }
         guard let opcode = WebSocketOpcode(rawValue: b0 & 0x0F) else { throw .unknownOpcode(b0 & 0x0F) }
         let fin = b0 & 0x80 != 0
-        guard b1 & 0x80 == 0 else { throw .maskedFrameFromServer }
+        let masked = b1 & 0x80 != 0
+        switch sender {
+        case .server: guard !masked else { throw .maskedFrameFromServer }
+        case .client: guard masked else { throw .unmaskedFrameFromClient }
+        }
         var headerLength = 2
         var length = Int(b1 & 0x7F)
         if length == 126 {
@@ -128,9 +139,12 @@ public struct WebSocketFrameDecoder: Sendable {
             guard length <= 125 else { throw .controlFrameTooLong(length) }
         }
         guard length <= maxFramePayload else { throw .frameTooLarge(limit: maxFramePayload) }
-        guard available - headerLength >= length else { return nil }
-        let start = readIndex + headerLength
-        let payload = Array(buffer[start..<(start + length)])
+        let maskLength = masked ? 4 : 0
+        guard available - headerLength - maskLength >= length else { return nil }
+        let key = Array(buffer[(readIndex + headerLength)..<(readIndex + headerLength + maskLength)])
+        let start = readIndex + headerLength + maskLength
+        var payload = Array(buffer[start..<(start + length)])
+        if masked { for i in 0..<payload.count { payload[i] ^= key[i & 3] } }
         readIndex = start + length
         if readIndex == buffer.count {
             buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
@@ -167,6 +181,23 @@ public enum WebSocketFrameEncoder {
         out += maskKey
         for (i, b) in frame.payload.enumerated() { out.append(b ^ maskKey[i & 3]) }
         return out
+    }
+
+    /// A server's frame (never masked).
+    public static func encodeUnmasked(_ frame: WebSocketFrame) -> [UInt8] {
+        var out: [UInt8] = [(frame.fin ? 0x80 : 0) | frame.opcode.rawValue]
+        let n = frame.payload.count
+        if n < 126 {
+            out.append(UInt8(n))
+        } else if n <= 0xFFFF {
+            out += [126, UInt8(n >> 8), UInt8(n & 0xFF)]
+        } else {
+            out.append(127)
+            for shift in stride(from: 56, through: 0, by: -8) {
+                out.append(UInt8(truncatingIfNeeded: UInt64(n) >> UInt64(shift)))
+            }
+        }
+        return out + frame.payload
     }
 
     /// A close frame's payload: the code (big endian) and a UTF-8 reason cut to fit 125 bytes.

@@ -1,0 +1,180 @@
+import Foundation
+import GenesysAPI
+import IngestCore
+import IngestCrypto
+import IngestKafka
+import IngestSpool
+import Logging
+
+/// Where the bridge's records go: the durable spool (fsync'd, then forwarded to Kafka in
+/// order by the spool's forwarder), so a Kafka outage does not lose what the socket
+/// delivered — Genesys will not send it again. Raw notifications keep the gateway's routing,
+/// keys and headers (``RawEventHeaders``), plus an event id for the workers' idempotency.
+final class BridgeOutput: Sendable {
+    let spool: SpoolLog
+    let naming: TopicNaming
+    let gapsTopic: String
+    let logger: Logger
+    let refused = LockedValue(0)
+
+    init(spool: SpoolLog, naming: TopicNaming, gapsTopic: String, logger: Logger) {
+        self.spool = spool
+        self.naming = naming
+        self.gapsTopic = gapsTopic
+        self.logger = logger
+    }
+
+    func publish(_ message: [UInt8], info: EnvelopeInfo, channel: Int) {
+        // Notifications carry no id: the digest of the exact message identifies a redelivery
+        // (the same bytes twice), never two distinct events.
+        let eventID = "notification:" + SHA256Digest.hex(message)
+        let headers = RawEventHeaders.make(
+            info: info,
+            contentType: "application/json",
+            receivedAt: WallClock.nowMilliseconds(),
+            source: "notifications",
+            producedEventID: eventID
+        )
+        append(
+            SpoolRecord(
+                topic: naming.topic(for: info.family),
+                key: info.key.map { Array($0.utf8) },
+                value: message,
+                headers: headers
+            )
+        )
+    }
+
+    func publish(gap: GapRecord) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let value = try? encoder.encode(gap) else { return }
+        append(
+            SpoolRecord(
+                topic: gapsTopic,
+                key: Array("channel-\(gap.channel)".utf8),
+                value: Array(value),
+                headers: [
+                    (IngestHeader.contentType, Array("application/json".utf8)),
+                    (IngestHeader.producedEventID, Array(gap.eventID.utf8)),
+                ]
+            )
+        )
+    }
+
+    private func append(_ record: SpoolRecord) {
+        do { try spool.append(record, token: 0) } catch {
+            refused.withLock { $0 += 1 }
+            logger.error(
+                "the spool refused a notification: it is lost (a gap the reconciliation cannot see)",
+                metadata: ["error": "\(error)", "kafka.topic": "\(record.topic)"]
+            )
+        }
+    }
+}
+
+/// The notification bridge: one ``ChannelSession`` per planned channel, writing to one spool
+/// forwarded to Kafka. Start order: spool, forwarder, sessions; stop in reverse.
+public final class Bridge: @unchecked Sendable {
+    // @unchecked: written in start() before any session runs; read-only afterwards.
+    public let configuration: BridgeConfiguration
+    private let logger: Logger
+    private var spool: SpoolLog?
+    private var forwarder: SpoolForwarder?
+    private var sessions: [ChannelSession] = []
+    private var output: BridgeOutput?
+
+    public init(configuration: BridgeConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func start() throws {
+        let kafka = KafkaClientConfiguration(bootstrapServers: configuration.brokers)
+        let naming = TopicNaming(prefix: configuration.topicPrefix)
+        if configuration.createTopics {
+            do {
+                let specs = (naming.allTopics + [configuration.gapsTopic]).map {
+                    KafkaAdmin.TopicSpec(
+                        name: $0,
+                        partitions: Int32(configuration.topicPartitions),
+                        replicationFactor: 1
+                    )
+                }
+                let created = try KafkaAdmin(configuration: kafka).createTopics(specs, timeoutMilliseconds: 5000)
+                if !created.isEmpty { logger.info("created topics", metadata: ["kafka.topics": "\(created)"]) }
+            } catch {
+                logger.warning("could not ensure the topics exist", metadata: ["error": "\(error)"])
+            }
+        }
+        var spoolConfiguration = SpoolConfiguration(directory: configuration.spoolDirectory)
+        spoolConfiguration.maxBytes = configuration.spoolMaxBytes
+        let spool = try SpoolLog(configuration: spoolConfiguration, logger: logger) { _, error in
+            if let error { self.logger.error("spool write failed", metadata: ["error": "\(error)"]) }
+        }
+        let forwarder = SpoolForwarder(log: spool, kafka: kafka, logger: logger)
+        forwarder.start()
+        let output = BridgeOutput(spool: spool, naming: naming, gapsTopic: configuration.gapsTopic, logger: logger)
+        let client = GenesysClient.shared(
+            configuration.genesys,
+            limit: configuration.rateLimit,
+            periodSeconds: configuration.ratePeriodSeconds,
+            budgetStore: nil,
+            logger: logger
+        )
+        let api = NotificationsAPI(client: client)
+        self.spool = spool
+        self.forwarder = forwarder
+        self.output = output
+        sessions = configuration.plan.channels.enumerated().map { i, topics in
+            ChannelSession(
+                index: i,
+                topics: topics,
+                configuration: configuration,
+                api: api,
+                output: output,
+                logger: logger
+            )
+        }
+        logger.info(
+            "bridge started",
+            metadata: [
+                "bridge.channels": "\(sessions.count)",
+                "bridge.topics": "\(configuration.plan.channels.reduce(0) { $0 + $1.count })",
+                "spool.dir": "\(configuration.spoolDirectory)",
+            ]
+        )
+        for s in sessions { s.start() }
+    }
+
+    public func stop() {
+        for s in sessions.reversed() { s.stop() }
+        spool?.close()
+        forwarder?.stop()
+        logger.info("bridge stopped")
+    }
+
+    /// Counters for health output and tests.
+    public struct Status: Sendable, Equatable {
+        public var connectedChannels: Int
+        public var messages: Int
+        public var heartbeats: Int
+        public var gaps: Int
+        public var reconnects: Int
+        public var rejectedTopics: Int
+        public var pendingRecords: UInt64
+    }
+
+    public var status: Status {
+        let c = sessions.map { $0.counters.withLock { $0 } }
+        return Status(
+            connectedChannels: c.filter(\.connected).count,
+            messages: c.reduce(0) { $0 + $1.messages },
+            heartbeats: c.reduce(0) { $0 + $1.heartbeats },
+            gaps: c.reduce(0) { $0 + $1.gaps },
+            reconnects: c.reduce(0) { $0 + $1.reconnects },
+            rejectedTopics: c.reduce(0) { $0 + $1.rejectedTopics },
+            pendingRecords: forwarder?.lag ?? 0
+        )
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import IngestCore
+import IngestKafka
+import IngestTesting
+import Logging
+import Testing
+
+@testable import GenesysSimulator
+
+/// The notification bridge as a real process: the simulator's notification service (REST and
+/// WebSocket on our own HTTP server) → `ingest-bridge` → spool → a real broker.
+@Suite("Notification bridge: WebSocket → Kafka, gaps recorded (real processes)", .serialized)
+struct BridgeEndToEndTests {
+    func gaps(_ broker: TansuBroker) throws -> [[String: Any]] {
+        try readRecords(broker, topics: ["genesys.ingest.gaps"]).compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.value)) as? [String: Any]
+        }
+    }
+
+    @Test func messagesArriveAndEveryOutageIsAGapRecord() async throws {
+        let broker = try TansuBroker()
+        var simConfig = SimulatorConfiguration()
+        simConfig.notifications.heartbeatInterval = .milliseconds(300)
+        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
+        try simulator.start()
+        let notifications = simulator.notifications
+        let spool = NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString
+        let bridge = try ChildProcess(
+            executable: BuiltProducts.path("ingest-bridge"),
+            environment: [
+                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
+                "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
+                "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations,v2.forbidden.topic",
+                "INGEST_BRIDGE_QUEUE_IDS": "q1,q2", "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS": "1500",
+                "INGEST_BRIDGE_PING_INTERVAL_MS": "500", "INGEST_SPOOL_DIR": spool, "INGEST_TOPIC_PARTITIONS": "2",
+            ],
+            logName: "bridge"
+        )
+        defer { bridge.killAndWait() }
+        // Each (re)connection is a new channel: wait for one more than before, and connected.
+        var channels = 0
+        func connected() async throws -> Bool {
+            let ok = try await eventually(seconds: 20) {
+                notifications.channelCount > channels && notifications.connectedCount == 1
+            }
+            channels = notifications.channelCount
+            return ok
+        }
+        #expect(try await connected(), "the bridge connected: \(bridge.output.suffix(2000))")
+        #expect(bridge.output.contains("topic rejected by Genesys"), "an unpermitted topic is reported")
+        func publish(_ range: Range<Int>) {
+            for i in range {
+                notifications.publish(
+                    topicName: "v2.analytics.queues.q\(i % 2 + 1).observations",
+                    eventBody: ["n": i, "data": [["metric": "oWaiting", "stats": ["count": i]]]]
+                )
+            }
+        }
+        publish(0..<50)
+        // A dropped connection: reconnect, and a gap record for the time in between.
+        try await Task.sleep(for: .milliseconds(500))
+        notifications.dropConnections()
+        #expect(try await connected(), "reconnected after a drop")
+        try await Task.sleep(for: .milliseconds(300))
+        publish(50..<70)
+        // A silent socket (open, but nothing comes, pongs neither): the watchdog reconnects.
+        try await Task.sleep(for: .milliseconds(300))
+        notifications.muteConnections()
+        #expect(
+            try await eventually(seconds: 20) { bridge.output.contains("no heartbeat or message") },
+            "the heartbeat watchdog fired: \(bridge.output.suffix(2000))"
+        )
+        #expect(try await connected())
+        // Genesys announces a closing socket: reconnect at once.
+        try await Task.sleep(for: .milliseconds(300))
+        notifications.announceSocketClosing()
+        #expect(try await eventually(seconds: 20) { bridge.output.contains("announced the socket's closing") })
+        #expect(try await connected())
+        try await Task.sleep(for: .milliseconds(300))
+        publish(70..<80)
+
+        let records = try readRecords(broker, topics: ["genesys.raw.queue"], expected: 80)
+        let numbers = Set(
+            records.compactMap {
+                ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
+                    ($0["eventBody"] as? [String: Any])?["n"] as? Int
+                }
+            }
+        )
+        #expect(numbers == Set(0..<80), "every message published while connected arrived: \(numbers.count) of 80")
+        #expect(records.allSatisfy { r in r.headers.contains { $0.name == IngestHeader.producedEventID } })
+        #expect(records.allSatisfy { r in r.key.map { String(decoding: $0, as: UTF8.self) }?.hasPrefix("q") == true })
+        #expect(!records.contains { String(decoding: $0.value, as: UTF8.self).contains("WebSocket Heartbeat") })
+        var reasons: [String] = []
+        _ = try await eventually(seconds: 20) {
+            reasons = try gaps(broker).compactMap { $0["reason"] as? String }
+            return Set(reasons).isSuperset(of: ["startup", "connection-lost", "heartbeat-timeout", "socket-closing"])
+        }
+        #expect(
+            Set(reasons).isSuperset(of: ["startup", "connection-lost", "heartbeat-timeout", "socket-closing"]),
+            "a gap record per outage: \(reasons)"
+        )
+        for gap in try gaps(broker) {
+            let from = gap["from"] as? Int64 ?? 0
+            let to = gap["to"] as? Int64 ?? 0
+            #expect(from > 0 && to >= from, "a gap has an interval: \(gap)")
+            #expect((gap["topics"] as? [String])?.contains("v2.analytics.queues.q1.observations") == true)
+        }
+        await simulator.stop()
+    }
+}
