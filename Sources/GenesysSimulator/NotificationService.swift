@@ -249,7 +249,22 @@ public final class NotificationService: @unchecked Sendable {
             let ms = max(10, Int(interval.inSeconds * 1000))
             t.schedule(deadline: .now() + .milliseconds(ms), repeating: .milliseconds(ms))
             t.setEventHandler { [weak self] in
-                self?.write(
+                guard let self else { return }
+                // An expired channel's socket is closed (what Genesys sends then is not
+                // documented; a client must treat it as a gap unless it rotated in time).
+                if self.channel.expires <= .now {
+                    self.connection?.write(
+                        WebSocketFrameEncoder.encodeUnmasked(
+                            WebSocketFrame(
+                                opcode: .close,
+                                payload: WebSocketFrameEncoder.closePayload(code: 1001, reason: "channel expired")
+                            )
+                        )
+                    )
+                    self.connection?.close()
+                    return
+                }
+                self.write(
                     .text,
                     "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"WebSocket Heartbeat\"}}"
                 )

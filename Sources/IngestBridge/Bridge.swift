@@ -24,10 +24,10 @@ final class BridgeOutput: Sendable {
         self.logger = logger
     }
 
-    func publish(_ message: [UInt8], info: EnvelopeInfo, channel: Int) {
-        // Notifications carry no id: the digest of the exact message identifies a redelivery
-        // (the same bytes twice), never two distinct events.
-        let eventID = "notification:" + SHA256Digest.hex(message)
+    /// `digest`: the SHA-256 (hex) of `message`. Notifications carry no id: the digest of the
+    /// exact message identifies a redelivery (the same bytes twice), never two distinct events.
+    func publish(_ message: [UInt8], digest: String, info: EnvelopeInfo, channel: Int) {
+        let eventID = "notification:" + digest
         let headers = RawEventHeaders.make(
             info: info,
             contentType: "application/json",
@@ -162,6 +162,8 @@ public final class Bridge: @unchecked Sendable {
         public var gaps: Int
         public var reconnects: Int
         public var rejectedTopics: Int
+        public var rotations: Int
+        public var duplicates: Int
         public var pendingRecords: UInt64
     }
 
@@ -174,6 +176,8 @@ public final class Bridge: @unchecked Sendable {
             gaps: c.reduce(0) { $0 + $1.gaps },
             reconnects: c.reduce(0) { $0 + $1.reconnects },
             rejectedTopics: c.reduce(0) { $0 + $1.rejectedTopics },
+            rotations: c.reduce(0) { $0 + $1.rotations },
+            duplicates: c.reduce(0) { $0 + $1.duplicates },
             pendingRecords: forwarder?.lag ?? 0
         )
     }

@@ -13,6 +13,8 @@ public struct BridgeConfiguration: Sendable {
     public var heartbeatTimeout: Duration = .seconds(75)
     /// A quiet socket is probed with `{"message":"ping"}` this often.
     public var pingInterval: Duration = .seconds(20)
+    /// A channel is replaced by a fresh one this long before it expires (Genesys: 24 h).
+    public var rotateBeforeExpiry: Duration = .seconds(600)
     /// Reconnect back-off bounds.
     public var reconnectMinimum: Duration = .milliseconds(500)
     public var reconnectMaximum: Duration = .seconds(30)
@@ -26,7 +28,8 @@ public struct BridgeConfiguration: Sendable {
         [
             "INGEST_KAFKA_BROKERS", "INGEST_TOPIC_PREFIX", "INGEST_BRIDGE_GAPS_TOPIC", "INGEST_CREATE_TOPICS",
             "INGEST_TOPIC_PARTITIONS", "INGEST_BRIDGE_TOPICS", "INGEST_BRIDGE_QUEUE_IDS", "INGEST_BRIDGE_USER_IDS",
-            "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS", "INGEST_BRIDGE_PING_INTERVAL_MS", "INGEST_SPOOL_DIR",
+            "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS", "INGEST_BRIDGE_PING_INTERVAL_MS",
+            "INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS", "INGEST_SPOOL_DIR",
             "INGEST_SPOOL_MAX_BYTES", "INGEST_LOG_LEVEL", "INGEST_LOG_FORMAT",
         ] + GenesysClientConfiguration.variableNames
 
@@ -55,6 +58,9 @@ public struct BridgeConfiguration: Sendable {
         )
         pingInterval = .milliseconds(
             try env.int("INGEST_BRIDGE_PING_INTERVAL_MS", default: 20_000, range: 50...3_600_000)
+        )
+        rotateBeforeExpiry = .milliseconds(
+            try env.int("INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS", default: 600_000, range: 0...86_400_000)
         )
         spoolDirectory = env.string("INGEST_SPOOL_DIR", default: spoolDirectory)
         spoolMaxBytes = Int64(

@@ -1,12 +1,14 @@
 import Foundation
 import GenesysAPI
 import IngestCore
+import IngestCrypto
 import IngestWebSocket
 import Logging
 
 /// One configured channel, kept connected on a thread of its own: create a channel, replace its
 /// subscriptions, connect its WebSocket, read until it dies, and again — each period without a
-/// subscribed connection reported as a gap.
+/// subscribed connection reported as a gap. Before a channel expires it is replaced by a fresh
+/// one with an overlap (no gap; repeats dropped by digest).
 ///
 /// Health: no message at all (Genesys sends a `channel.metadata` heartbeat about every 30 s) for
 /// ``BridgeConfiguration/heartbeatTimeout`` means a dead socket; a quiet socket is probed with
@@ -25,8 +27,6 @@ final class ChannelSession: @unchecked Sendable {
     private let stopRequested = LockedValue(false)
     private let done = DispatchSemaphore(value: 0)
     private var thread: Thread?
-    private var connection: WebSocketConnection?
-    private let connectionLock = NSLock()
 
     struct Counters: Sendable {
         var messages = 0
@@ -34,6 +34,8 @@ final class ChannelSession: @unchecked Sendable {
         var reconnects = 0
         var gaps = 0
         var rejectedTopics = 0
+        var rotations = 0
+        var duplicates = 0
         var connected = false
     }
     let counters = LockedValue(Counters())
@@ -88,53 +90,86 @@ final class ChannelSession: @unchecked Sendable {
         return try result.withLock { $0! }.get()
     }
 
+    /// A subscribed, connected channel.
+    private struct Live {
+        var channel: NotificationsAPI.Channel
+        var socket: WebSocketConnection
+        /// When to open its successor (``BridgeConfiguration/rotateBeforeExpiry`` before `expires`).
+        var rotateAt: ContinuousClock.Instant?
+    }
+
+    /// Creates a channel, subscribes it, connects its socket.
+    private func open() throws -> Live {
+        let channel = try blocking { [api] in try await api.createChannel() }
+        let outcomes = try blocking { [api, topics] in
+            try await api.replaceSubscriptions(channelID: channel.id, topics: topics)
+        }
+        let rejected = outcomes.filter { !$0.isPermitted }
+        for r in rejected {
+            logger.warning(
+                "topic rejected by Genesys: its events will not arrive",
+                metadata: [
+                    "genesys.topic": "\(r.id)", "reason": "\(r.rejectionReason ?? "-")",
+                    "missing_permissions": "\(r.missingPermissions ?? [])",
+                ]
+            )
+        }
+        counters.withLock { $0.rejectedTopics = rejected.count }
+        let socket = try WebSocketConnection.connect(url: channel.connectUri)
+        var rotateAt: ContinuousClock.Instant?
+        if let expires = channel.expires {
+            let left = expires.timeIntervalSinceNow - configuration.rotateBeforeExpiry.inSeconds
+            rotateAt = .now + .milliseconds(Int64(max(0, left) * 1000))
+        }
+        logger.info(
+            "channel connected",
+            metadata: ["bridge.topics": "\(topics.count)", "bridge.rejected": "\(rejected.count)"]
+        )
+        return Live(channel: channel, socket: socket, rotateAt: rotateAt)
+    }
+
     private func run() {
         // The bridge was not receiving before it started: a start-up gap, closed by the first
         // subscribed connection.
-        var gapStart: (at: Int64, reason: String, detail: String?)? = (WallClock.nowMilliseconds(), "startup", nil)
+        // A restarted bridge knows when it last received (the spool directory keeps it).
+        let mark = ReceivingMark(directory: configuration.spoolDirectory, channel: index, topics: topics)
+        var gapStart: (at: Int64, reason: String, detail: String?)? = (
+            mark.read() ?? WallClock.nowMilliseconds(), "startup", nil
+        )
+        self.mark = mark
         var backoff = configuration.reconnectMinimum
+        var live: Live?
+        var lastHeard = WallClock.nowMilliseconds()
         while !stopping {
-            var lastHeard = WallClock.nowMilliseconds()
             do {
-                let channel = try blocking { [api] in try await api.createChannel() }
-                let outcomes = try blocking { [api, topics] in
-                    try await api.replaceSubscriptions(channelID: channel.id, topics: topics)
+                if live == nil {
+                    live = try open()
+                    counters.withLock { $0.connected = true }
+                    if let gap = gapStart {
+                        publishGap(
+                            from: gap.at,
+                            to: WallClock.nowMilliseconds(),
+                            reason: gap.reason,
+                            detail: gap.detail
+                        )
+                        gapStart = nil
+                    }
+                    backoff = configuration.reconnectMinimum
+                    lastHeard = WallClock.nowMilliseconds()
                 }
-                let rejected = outcomes.filter { !$0.isPermitted }
-                for r in rejected {
-                    logger.warning(
-                        "topic rejected by Genesys: its events will not arrive",
-                        metadata: [
-                            "genesys.topic": "\(r.id)", "reason": "\(r.rejectionReason ?? "-")",
-                            "missing_permissions": "\(r.missingPermissions ?? [])",
-                        ]
-                    )
+                guard let current = live else { continue }
+                let end = read(current.socket, rotateAt: current.rotateAt, lastHeard: &lastHeard)
+                if end.reason == "rotate" {
+                    live = rotate(current)
+                    continue
                 }
-                counters.withLock { $0.rejectedTopics = rejected.count }
-                let socket = try WebSocketConnection.connect(url: channel.connectUri)
-                connectionLock.withLock { connection = socket }
-                defer {
-                    connectionLock.withLock { connection = nil }
-                    counters.withLock { $0.connected = false }
-                }
-                let connectedAt = WallClock.nowMilliseconds()
-                counters.withLock { $0.connected = true }
-                logger.info(
-                    "channel connected",
-                    metadata: ["bridge.topics": "\(topics.count)", "bridge.rejected": "\(rejected.count)"]
-                )
-                if let gap = gapStart {
-                    publishGap(from: gap.at, to: connectedAt, reason: gap.reason, detail: gap.detail)
-                    gapStart = nil
-                }
-                backoff = configuration.reconnectMinimum
-                lastHeard = connectedAt
-                let end = read(socket, lastHeard: &lastHeard)
+                live = nil
+                counters.withLock { $0.connected = false }
                 gapStart = (lastHeard, end.reason, end.detail)
-                // A silent or announced-closing socket gets no long goodbye: the next channel
-                // matters more than a close handshake the server may never answer.
+                // A silent or failed socket gets no long goodbye: the next channel matters more
+                // than a close handshake the server may never answer.
                 let alive = end.reason == "stopped" || end.reason == "socket-closing"
-                socket.close(
+                current.socket.close(
                     code: 1001,
                     reason: stopping ? "bridge stopping" : "reconnecting",
                     timeout: alive ? .seconds(2) : .zero
@@ -150,14 +185,56 @@ final class ChannelSession: @unchecked Sendable {
             while !stopping && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
             backoff = min(backoff * 2, configuration.reconnectMaximum)
         }
+        live?.socket.close(code: 1001, reason: "bridge stopping", timeout: .seconds(2))
+        counters.withLock { $0.connected = false }
     }
 
-    /// Reads until the socket dies or the bridge stops; returns why it ended.
-    private func read(_ socket: WebSocketConnection, lastHeard: inout Int64) -> (reason: String, detail: String?) {
+    /// Channel rotation before `expires`: the successor is created, subscribed and connected
+    /// while the old socket still delivers; what the old one still holds is read (until it has
+    /// been quiet for a moment), then it is closed and reading continues on the new one. Both
+    /// were subscribed in between, so the same notification can come twice: repeats are
+    /// recognised by their digest and dropped. No gap. If the successor cannot be opened, the
+    /// old channel is kept and rotation retried in 30 s (it expires into a gap otherwise).
+    private func rotate(_ old: Live) -> Live {
+        let next: Live
+        do { next = try open() } catch {
+            logger.warning("channel rotation failed; keeping the current channel", metadata: ["error": "\(error)"])
+            var kept = old
+            kept.rotateAt = .now + .seconds(30)
+            return kept
+        }
+        var ignored = WallClock.nowMilliseconds()
+        _ = read(
+            old.socket,
+            rotateAt: nil,
+            lastHeard: &ignored,
+            until: .now + .seconds(5),
+            quietEnd: .milliseconds(200)
+        )
+        old.socket.close(code: 1000, reason: "rotated", timeout: .seconds(1))
+        counters.withLock { $0.rotations += 1 }
+        logger.info("channel rotated before it expired")
+        return next
+    }
+
+    /// Reads until the socket dies, rotation is due, the bridge stops, `until` passes, or
+    /// (with `quietEnd`) nothing arrived for that long; returns why it ended.
+    private func read(
+        _ socket: WebSocketConnection,
+        rotateAt: ContinuousClock.Instant?,
+        lastHeard: inout Int64,
+        until end: ContinuousClock.Instant? = nil,
+        quietEnd: Duration? = nil
+    ) -> (reason: String, detail: String?) {
         var lastHeardInstant = ContinuousClock.now
+        /// The last notification (heartbeats and pongs aside): "quiet" means no data.
+        var lastData = ContinuousClock.now
         var lastPing = ContinuousClock.now
         while !stopping {
             let now = ContinuousClock.now
+            if let end, now >= end { return ("drained", nil) }
+            if let quietEnd, now - lastData >= quietEnd { return ("drained", nil) }
+            if let rotateAt, now >= rotateAt { return ("rotate", nil) }
             if now - lastHeardInstant >= configuration.heartbeatTimeout {
                 logger.warning(
                     "no heartbeat or message: reconnecting",
@@ -169,12 +246,14 @@ final class ChannelSession: @unchecked Sendable {
                 try? socket.send(text: "{\"message\":\"ping\"}")
                 lastPing = now
             }
-            // Wake up in time for the next probe, the watchdog, or a stop request.
-            let wake = min(
+            // Wake up in time for the next probe, the watchdog, rotation, or a stop request.
+            var wake = min(
                 lastHeardInstant + configuration.heartbeatTimeout,
                 lastPing + configuration.pingInterval,
                 now + .milliseconds(250)
             )
+            if let rotateAt { wake = min(wake, rotateAt) }
+            if let quietEnd { wake = min(wake, lastData + quietEnd) }
             let message: WebSocketMessage?
             do { message = try socket.receive(until: wake) } catch {
                 if case .connectionLost = error { return ("connection-lost", nil) }
@@ -183,6 +262,7 @@ final class ChannelSession: @unchecked Sendable {
             guard let message else { continue }
             lastHeardInstant = ContinuousClock.now
             lastHeard = WallClock.nowMilliseconds()
+            noteReceiving(lastHeard)
             switch message {
             case .text(let text):
                 let bytes = Array(text.utf8)
@@ -198,7 +278,13 @@ final class ChannelSession: @unchecked Sendable {
                     logger.info("Genesys announced the socket's closing: reconnecting now")
                     return ("socket-closing", nil)
                 }
-                output.publish(bytes, info: info, channel: index)
+                lastData = lastHeardInstant
+                let digest = SHA256Digest.hex(bytes)
+                guard recent.insert(digest) else {
+                    counters.withLock { $0.duplicates += 1 }
+                    continue
+                }
+                output.publish(bytes, digest: digest, info: info, channel: index)
                 counters.withLock { $0.messages += 1 }
             case .close(let code, let reason):
                 return ("closed", "close \(code) \(reason)")
@@ -208,6 +294,20 @@ final class ChannelSession: @unchecked Sendable {
         }
         return ("stopped", nil)
     }
+
+    private var mark: ReceivingMark?
+    private var markWritten = ContinuousClock.now - .seconds(60)
+
+    /// Records that the channel is receiving (at most every 2 s).
+    private func noteReceiving(_ milliseconds: Int64) {
+        guard ContinuousClock.now - markWritten >= .seconds(2) else { return }
+        markWritten = .now
+        mark?.write(milliseconds)
+    }
+
+    /// Digests of recent notifications (bounded): the same message twice — from both channels
+    /// while a rotation overlaps — is published once.
+    private var recent = RecentDigests(capacity: 50_000)
 
     private func publishGap(from: Int64, to: Int64, reason: String, detail: String?) {
         let gap = GapRecord(topics: topics, from: from, to: to, reason: reason, channel: index, detail: detail)
@@ -220,5 +320,30 @@ final class ChannelSession: @unchecked Sendable {
                 "bridge.gap_reason": "\(reason)",
             ]
         )
+    }
+}
+
+/// A bounded set of recent strings: the oldest are forgotten first.
+struct RecentDigests {
+    let capacity: Int
+    private var members = Set<String>()
+    private var order: [String] = []
+    private var head = 0
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Whether `digest` is new (and now remembered).
+    mutating func insert(_ digest: String) -> Bool {
+        guard members.insert(digest).inserted else { return false }
+        order.append(digest)
+        if order.count - head > capacity {
+            members.remove(order[head])
+            head += 1
+            if head > capacity {
+                order.removeFirst(head)
+                head = 0
+            }
+        }
+        return true
     }
 }

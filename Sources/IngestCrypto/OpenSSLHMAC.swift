@@ -73,17 +73,7 @@ public enum SecureRandom {
 
 /// SHA-256 from OpenSSL (one-shot `EVP_Digest`; no state is kept between calls).
 public enum SHA256Digest {
-    public static func bytes(_ message: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        let ok = message.withUnsafeBytes { m in
-            out.withUnsafeMutableBufferPointer { o in
-                EVP_Digest(m.baseAddress, m.count, o.baseAddress, &length, EVP_sha256(), nil)
-            }
-        }
-        precondition(ok == 1 && length == 32, "EVP_Digest(SHA-256) failed: OpenSSL is unusable")
-        return out
-    }
+    public static func bytes(_ message: [UInt8]) -> [UInt8] { OpenSSLDigest.digest(message, EVP_sha256(), 32) }
 
     /// Lower-case hex of the digest.
     public static func hex(_ message: [UInt8]) -> String {
@@ -101,15 +91,20 @@ public enum SHA256Digest {
 /// SHA-1 from OpenSSL, for protocols that fix it (the WebSocket handshake's
 /// `Sec-WebSocket-Accept`, RFC 6455 §4.2.2). Never for anything that needs collision resistance.
 public enum SHA1Digest {
-    public static func bytes(_ message: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 20)
+    public static func bytes(_ message: [UInt8]) -> [UInt8] { OpenSSLDigest.digest(message, EVP_sha1(), 20) }
+}
+
+/// One-shot `EVP_Digest` (no state is kept between calls).
+enum OpenSSLDigest {
+    static func digest(_ message: [UInt8], _ md: OpaquePointer?, _ size: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: size)
         var length: UInt32 = 0
         let ok = message.withUnsafeBytes { m in
             out.withUnsafeMutableBufferPointer { o in
-                EVP_Digest(m.baseAddress, m.count, o.baseAddress, &length, EVP_sha1(), nil)
+                EVP_Digest(m.baseAddress, m.count, o.baseAddress, &length, md, nil)
             }
         }
-        precondition(ok == 1 && length == 20, "EVP_Digest(SHA-1) failed: OpenSSL is unusable")
+        precondition(ok == 1 && Int(length) == size, "EVP_Digest failed: OpenSSL is unusable")
         return out
     }
 }

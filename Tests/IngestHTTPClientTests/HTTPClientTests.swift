@@ -294,20 +294,8 @@ struct HTTPClientTests {
     /// TLS against a real `openssl s_server` with a private CA: untrusted without the CA file
     /// (a typed TLS error), trusted with it.
     @Test func tlsIsVerifiedAndAnExtraCAFileIsTrusted() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let (dir, key, cert) = try selfSignedCertificate()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let key = dir.appendingPathComponent("key.pem").path
-        let cert = dir.appendingPathComponent("cert.pem").path
-        let make = try ChildProcess(
-            executable: "/usr/bin/openssl",
-            arguments: [
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ],
-            logName: "openssl-req"
-        )
-        #expect(make.waitForExit(timeout: 30) == 0, "\(make.output)")
         let port = Network.freePort()
         let server = try ChildProcess(
             executable: "/usr/bin/openssl",
@@ -343,20 +331,8 @@ struct HTTPClientTests {
     /// plus the configured CA file, bytes both ways, a typed TLS error for an untrusted server
     /// and a clean EOF when the server closes.
     @Test func aByteStreamSpeaksVerifiedTLS() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let (dir, key, cert) = try selfSignedCertificate()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let key = dir.appendingPathComponent("key.pem").path
-        let cert = dir.appendingPathComponent("cert.pem").path
-        let make = try ChildProcess(
-            executable: "/usr/bin/openssl",
-            arguments: [
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ],
-            logName: "openssl-req"
-        )
-        #expect(make.waitForExit(timeout: 30) == 0, "\(make.output)")
         let port = Network.freePort()
         // -rev: answers every line reversed.
         let server = try ChildProcess(
@@ -403,4 +379,22 @@ struct HTTPClientTests {
             #expect(error.kind == .shutDown)
         }
     }
+}
+
+/// A throwaway key and self-signed certificate for `localhost` / 127.0.0.1 (a private CA).
+private func selfSignedCertificate() throws -> (dir: URL, key: String, cert: String) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let key = dir.appendingPathComponent("key.pem").path
+    let cert = dir.appendingPathComponent("cert.pem").path
+    let make = try ChildProcess(
+        executable: "/usr/bin/openssl",
+        arguments: [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        logName: "openssl-req"
+    )
+    #expect(make.waitForExit(timeout: 30) == 0, "\(make.output)")
+    return (dir, key, cert)
 }

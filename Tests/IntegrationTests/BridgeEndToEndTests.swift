@@ -108,4 +108,107 @@ struct BridgeEndToEndTests {
         }
         await simulator.stop()
     }
+    /// Channels that expire every 3 s, rotated 1.5 s before: a steady stream across several
+    /// rotations arrives whole and once (the overlap's repeats dropped), with no gap but the
+    /// start-up one.
+    @Test func rotationBeforeExpiryLosesNothingAndDuplicatesNothing() async throws {
+        let broker = try TansuBroker()
+        var simConfig = SimulatorConfiguration()
+        simConfig.notifications.heartbeatInterval = .milliseconds(200)
+        simConfig.notifications.channelLifetime = .seconds(3)
+        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
+        try simulator.start()
+        let notifications = simulator.notifications
+        let bridge = try ChildProcess(
+            executable: BuiltProducts.path("ingest-bridge"),
+            environment: [
+                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
+                "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
+                "INGEST_BRIDGE_TOPICS": "v2.routing.queues.{id}.conversations", "INGEST_BRIDGE_QUEUE_IDS": "q1,q2,q3",
+                "INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS": "1500", "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS": "2000",
+                "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
+                "INGEST_TOPIC_PARTITIONS": "2",
+            ],
+            logName: "bridge-rotation"
+        )
+        defer { bridge.killAndWait() }
+        #expect(
+            try await eventually(seconds: 20) { notifications.connectedCount >= 1 },
+            "\(bridge.output.suffix(2000))"
+        )
+        var published = 0
+        let end = ContinuousClock.now + .seconds(8)
+        while ContinuousClock.now < end {
+            for _ in 0..<5 {
+                notifications.publish(
+                    topicName: "v2.routing.queues.q\(published % 3 + 1).conversations",
+                    eventBody: ["n": published]
+                )
+                published += 1
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let rotations = bridge.output.components(separatedBy: "channel rotated before it expired").count - 1
+        #expect(rotations >= 2, "channels were rotated: \(rotations); \(bridge.output.suffix(2000))")
+        let records = try readRecords(broker, topics: ["genesys.raw.queue"], expected: published)
+        let numbers = records.compactMap {
+            ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
+                ($0["eventBody"] as? [String: Any])?["n"] as? Int
+            }
+        }
+        #expect(Set(numbers) == Set(0..<published), "nothing lost: \(Set(numbers).count) of \(published)")
+        #expect(numbers.count == Set(numbers).count, "nothing twice: \(numbers.count - Set(numbers).count) repeats")
+        let reasons = try gaps(broker).compactMap { $0["reason"] as? String }
+        #expect(reasons == ["startup"], "a rotation is not a gap: \(reasons)")
+        await simulator.stop()
+    }
+    /// kill -9 and a restart: the start-up gap begins when the killed bridge last received
+    /// (kept in its spool directory), so the time it was down is on record; what it had
+    /// spooled before the kill reaches Kafka.
+    @Test func aRestartedBridgeReportsTheTimeItWasDown() async throws {
+        let broker = try TansuBroker()
+        var simConfig = SimulatorConfiguration()
+        simConfig.notifications.heartbeatInterval = .milliseconds(200)
+        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
+        try simulator.start()
+        let notifications = simulator.notifications
+        let environment = [
+            "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
+            "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
+            "INGEST_BRIDGE_TOPICS": "v2.users.{id}.presence", "INGEST_BRIDGE_USER_IDS": "u1",
+            "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
+        ]
+        var bridge = try ChildProcess(
+            executable: BuiltProducts.path("ingest-bridge"),
+            environment: environment,
+            logName: "bridge-restart"
+        )
+        #expect(try await eventually(seconds: 20) { notifications.connectedCount == 1 })
+        for i in 0..<10 { notifications.publish(topicName: "v2.users.u1.presence", eventBody: ["n": i]) }
+        try await Task.sleep(for: .seconds(3))  // heard for a while: the mark is written
+        let killedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        bridge.signal(SIGKILL)
+        _ = bridge.waitForExit(timeout: 5)
+        try await Task.sleep(for: .seconds(2))
+        bridge = try ChildProcess(
+            executable: BuiltProducts.path("ingest-bridge"),
+            environment: environment,
+            logName: "bridge-restart"
+        )
+        defer { bridge.killAndWait() }
+        let restartedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        var startups: [[String: Any]] = []
+        _ = try await eventually(seconds: 20) {
+            startups = try gaps(broker).filter { $0["reason"] as? String == "startup" }
+            return startups.count >= 2
+        }
+        let last = try #require(startups.last, "start-up gaps: \(startups)")
+        let from = last["from"] as? Int64 ?? 0
+        let to = last["to"] as? Int64 ?? 0
+        #expect(from <= killedAt && from >= killedAt - 4000, "the gap starts when the bridge last received: \(last)")
+        #expect(to >= restartedAt, "and ends once the new one is subscribed: \(last)")
+        let users = try readRecords(broker, topics: ["genesys.raw.user"], expected: 10)
+        #expect(users.count >= 10, "what was spooled before the kill reached Kafka: \(users.count)")
+        await simulator.stop()
+    }
 }

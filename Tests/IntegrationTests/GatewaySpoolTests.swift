@@ -190,11 +190,7 @@ struct GatewaySpoolTests {
         var statuses: [Int: Int] = [:]
         var last: RawHTTPResponse?
         for _ in 0..<1200 {
-            let body = EventFactory.conversationEvent(targetSize: 1500)
-            let r = try gateway.post(
-                body: body,
-                headers: RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
-            )
+            let r = try gateway.postSignedEvent()
             statuses[r.status, default: 0] += 1
             if r.status == 503 {
                 last = r
@@ -259,11 +255,7 @@ struct GatewaySpoolTests {
         var accepted = 0
         var refusal: RawHTTPResponse?
         for _ in 0..<2000 {
-            let body = EventFactory.conversationEvent(targetSize: 1500)
-            let r = try gateway.post(
-                body: body,
-                headers: RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
-            )
+            let r = try gateway.postSignedEvent()
             if r.status == 202 {
                 accepted += 1
             } else if r.status == 503 {
@@ -288,11 +280,7 @@ struct GatewaySpoolTests {
         var resumed = false
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            let body = EventFactory.conversationEvent(targetSize: 1500)
-            let r = try gateway.post(
-                body: body,
-                headers: RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
-            )
+            let r = try gateway.postSignedEvent()
             if r.status == 202 {
                 accepted += 1
                 resumed = true
@@ -323,5 +311,16 @@ struct TmpfsMount {
     func unmount() {
         _ = umount2(path, Int32(MNT_DETACH))
         try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+extension GatewayProcess {
+    /// Posts one ~1.5 KB signed conversation event to the Genesys source.
+    func postSignedEvent() throws -> RawHTTPResponse {
+        let body = EventFactory.conversationEvent(targetSize: 1500)
+        return try post(
+            body: body,
+            headers: RequestSigner.headers(scheme: .genesysHMAC, secret: GatewayProcess.secrets.primary, body: body)
+        )
     }
 }

@@ -162,22 +162,7 @@ public enum WebSocketFrameEncoder {
     /// `maskKey` must be 4 bytes from a strong source (the connection draws them from OpenSSL).
     public static func encode(_ frame: WebSocketFrame, maskKey: [UInt8]) -> [UInt8] {
         precondition(maskKey.count == 4, "a WebSocket mask key is 4 bytes")
-        var out: [UInt8] = []
-        out.reserveCapacity(frame.payload.count + 14)
-        out.append((frame.fin ? 0x80 : 0) | frame.opcode.rawValue)
-        let n = frame.payload.count
-        if n < 126 {
-            out.append(0x80 | UInt8(n))
-        } else if n <= 0xFFFF {
-            out.append(0x80 | 126)
-            out.append(UInt8(n >> 8))
-            out.append(UInt8(n & 0xFF))
-        } else {
-            out.append(0x80 | 127)
-            for shift in stride(from: 56, through: 0, by: -8) {
-                out.append(UInt8(truncatingIfNeeded: UInt64(n) >> UInt64(shift)))
-            }
-        }
+        var out = header(frame, masked: true)
         out += maskKey
         for (i, b) in frame.payload.enumerated() { out.append(b ^ maskKey[i & 3]) }
         return out
@@ -185,19 +170,27 @@ public enum WebSocketFrameEncoder {
 
     /// A server's frame (never masked).
     public static func encodeUnmasked(_ frame: WebSocketFrame) -> [UInt8] {
-        var out: [UInt8] = [(frame.fin ? 0x80 : 0) | frame.opcode.rawValue]
+        header(frame, masked: false) + frame.payload
+    }
+
+    /// FIN, opcode, mask bit and the minimal length encoding (RFC 6455 §5.2).
+    private static func header(_ frame: WebSocketFrame, masked: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(frame.payload.count + 14)
+        out.append((frame.fin ? 0x80 : 0) | frame.opcode.rawValue)
+        let mask: UInt8 = masked ? 0x80 : 0
         let n = frame.payload.count
         if n < 126 {
-            out.append(UInt8(n))
+            out.append(mask | UInt8(n))
         } else if n <= 0xFFFF {
-            out += [126, UInt8(n >> 8), UInt8(n & 0xFF)]
+            out += [mask | 126, UInt8(n >> 8), UInt8(n & 0xFF)]
         } else {
-            out.append(127)
+            out.append(mask | 127)
             for shift in stride(from: 56, through: 0, by: -8) {
                 out.append(UInt8(truncatingIfNeeded: UInt64(n) >> UInt64(shift)))
             }
         }
-        return out + frame.payload
+        return out
     }
 
     /// A close frame's payload: the code (big endian) and a UTF-8 reason cut to fit 125 bytes.

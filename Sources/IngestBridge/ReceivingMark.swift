@@ -1,0 +1,38 @@
+import Foundation
+import IngestCore
+
+/// When a channel was last known to be receiving, kept in the spool directory so that a
+/// restarted bridge reports the gap from that moment (the time it was down), not from its own
+/// start. One small file per planned channel, `channel-<n>.receiving`, rewritten atomically
+/// (write, rename) at most every few seconds; it names the channel's topics so that a changed
+/// configuration does not claim an old channel's gap.
+struct ReceivingMark {
+    let path: String
+    let topicsDigest: String
+
+    init(directory: String, channel: Int, topics: [String]) {
+        path = directory + "/channel-\(channel).receiving"
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a over the topic list
+        for byte in topics.joined(separator: "\n").utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        topicsDigest = String(hash, radix: 16)
+    }
+
+    /// The last moment recorded (epoch ms) for these topics, if any.
+    func read() -> Int64? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let parts = String(decoding: data, as: UTF8.self).split(separator: " ")
+        guard parts.count == 2, parts[1].trimmingCharacters(in: .whitespacesAndNewlines) == topicsDigest,
+            let ms = Int64(parts[0]), ms > 0
+        else { return nil }
+        return ms
+    }
+
+    func write(_ milliseconds: Int64) {
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data("\(milliseconds) \(topicsDigest)\n".utf8))
+        else { return }
+        _ = rename(tmp, path)
+    }
+}
