@@ -80,8 +80,10 @@ let package = Package(
         .target(
             name: "IngestBridge",
             dependencies: [
-                "GenesysAPI", "IngestCore", "IngestCrypto", "IngestKafka", "IngestSpool", "IngestWebSocket",
+                "GenesysAPI", "IngestCore", "IngestCrypto", "IngestHTTP", "IngestKafka", "IngestSpool",
+                "IngestWebSocket",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

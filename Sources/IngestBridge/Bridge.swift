@@ -2,6 +2,7 @@ import Foundation
 import GenesysAPI
 import IngestCore
 import IngestCrypto
+import IngestHTTP
 import IngestKafka
 import IngestSpool
 import Logging
@@ -74,7 +75,8 @@ final class BridgeOutput: Sendable {
 }
 
 /// The notification bridge: one ``ChannelSession`` per planned channel, writing to one spool
-/// forwarded to Kafka. Start order: spool, forwarder, sessions; stop in reverse.
+/// forwarded to Kafka, and its HTTP endpoints. Start order: spool, forwarder, sessions,
+/// endpoints; stop in reverse.
 public final class Bridge: @unchecked Sendable {
     // @unchecked: written in start() before any session runs; read-only afterwards.
     public let configuration: BridgeConfiguration
@@ -83,6 +85,7 @@ public final class Bridge: @unchecked Sendable {
     private var forwarder: SpoolForwarder?
     private var sessions: [ChannelSession] = []
     private var output: BridgeOutput?
+    private var server: HTTPServer?
 
     public init(configuration: BridgeConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -145,9 +148,49 @@ public final class Bridge: @unchecked Sendable {
             ]
         )
         for s in sessions { s.start() }
+        let server = try HTTPServer(
+            configuration: HTTPServerConfiguration(
+                host: configuration.httpHost,
+                port: configuration.httpPort,
+                eventLoopCount: 1,
+                maxConnections: 64
+            ),
+            handler: BridgeEndpoints(bridge: self),
+            logger: logger
+        )
+        let port = try server.start()
+        self.server = server
+        logger.info("bridge HTTP endpoints listening", metadata: ["bridge.http.port": "\(port)"])
     }
 
-    public func stop() {
+    /// Reads the org's `availabletopics` and warns about configured topics it does not offer
+    /// on WebSockets (their subscriptions would never deliver). Never fatal: a failed read is
+    /// logged and the bridge runs.
+    public func warnAboutTopicsNotOffered() async {
+        let client = GenesysClient.shared(
+            configuration.genesys,
+            limit: configuration.rateLimit,
+            periodSeconds: configuration.ratePeriodSeconds,
+            budgetStore: nil,
+            logger: logger
+        )
+        do {
+            let available = try await NotificationsAPI(client: client).availableTopics()
+            for (topic, why) in configuration.plan.notOfferedOnWebSockets(
+                available.map { ($0.id, $0.isOfferedOnWebSockets) }
+            ) {
+                logger.warning(
+                    "a configured topic is not offered on WebSockets: it will deliver nothing",
+                    metadata: ["genesys.topic": "\(topic)", "reason": "\(why)"]
+                )
+            }
+        } catch {
+            logger.warning("could not read the org's available topics", metadata: ["error": "\(error)"])
+        }
+    }
+
+    public func stop() async {
+        await server?.shutdown(deadline: .seconds(1))
         for s in sessions.reversed() { s.stop() }
         spool?.close()
         forwarder?.stop()
@@ -164,8 +207,11 @@ public final class Bridge: @unchecked Sendable {
         public var rejectedTopics: Int
         public var rotations: Int
         public var duplicates: Int
+        public var spoolRefused: Int
         public var pendingRecords: UInt64
     }
+
+    public var plannedChannels: Int { configuration.plan.channels.count }
 
     public var status: Status {
         let c = sessions.map { $0.counters.withLock { $0 } }
@@ -178,6 +224,7 @@ public final class Bridge: @unchecked Sendable {
             rejectedTopics: c.reduce(0) { $0 + $1.rejectedTopics },
             rotations: c.reduce(0) { $0 + $1.rotations },
             duplicates: c.reduce(0) { $0 + $1.duplicates },
+            spoolRefused: output?.refused.withLock { $0 } ?? 0,
             pendingRecords: forwarder?.lag ?? 0
         )
     }

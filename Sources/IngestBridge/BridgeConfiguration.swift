@@ -19,6 +19,9 @@ public struct BridgeConfiguration: Sendable {
     public var reconnectMinimum: Duration = .milliseconds(500)
     public var reconnectMaximum: Duration = .seconds(30)
     public var spoolDirectory = "bridge-spool"
+    /// `/healthz`, `/readyz`, `/metrics`.
+    public var httpHost = "0.0.0.0"
+    public var httpPort = 9091
     public var spoolMaxBytes: Int64 = 1 << 30
     public var genesys: GenesysClientConfiguration
     public var rateLimit = 300
@@ -63,6 +66,8 @@ public struct BridgeConfiguration: Sendable {
             try env.int("INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS", default: 600_000, range: 0...86_400_000)
         )
         spoolDirectory = env.string("INGEST_SPOOL_DIR", default: spoolDirectory)
+        httpHost = env.string("INGEST_BRIDGE_HTTP_HOST", default: httpHost)
+        httpPort = try env.int("INGEST_BRIDGE_HTTP_PORT", default: httpPort, range: 0...65535)
         spoolMaxBytes = Int64(
             try env.int("INGEST_SPOOL_MAX_BYTES", default: Int(spoolMaxBytes), range: (1 << 20)...(1 << 50))
         )

@@ -10,8 +10,9 @@ public struct BridgeService: Service {
     }
 
     public func run() async throws {
+        await bridge.warnAboutTopicsNotOffered()
         try bridge.start()
         try? await gracefulShutdown()
-        bridge.stop()
+        await bridge.stop()
     }
 }

@@ -9,6 +9,8 @@ public struct ChannelPlan: Sendable, Equatable {
 
     /// Each channel's topics, in configuration order.
     public var channels: [[String]]
+    /// The configured topics before expansion.
+    public var templates: [String]
 
     public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
         public var description: String
@@ -61,5 +63,25 @@ public struct ChannelPlan: Sendable, Equatable {
             )
         }
         self.channels = channels
+        self.templates = templates
+    }
+
+    /// The configured topics that `available` (the org's `availabletopics`, whose ids are
+    /// templates with `{id}`) does not offer on WebSockets, with why.
+    public func notOfferedOnWebSockets(
+        _ available: [(id: String, onWebSockets: Bool)]
+    ) -> [(topic: String, why: String)] {
+        func matches(_ pattern: String, _ topic: String) -> Bool {
+            let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
+            let t = topic.split(separator: ".", omittingEmptySubsequences: false)
+            guard p.count == t.count else { return false }
+            return zip(p, t).allSatisfy { $0 == $1 || $0 == "{id}" || $1 == "{id}" }
+        }
+        return templates.compactMap { topic in
+            let found = available.filter { matches($0.id, topic) }
+            if found.isEmpty { return (topic, "the org does not list it in availabletopics") }
+            if !found.contains(where: \.onWebSockets) { return (topic, "the org offers it only on other transports") }
+            return nil
+        }
     }
 }

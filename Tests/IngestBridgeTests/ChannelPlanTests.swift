@@ -53,4 +53,19 @@ struct ChannelPlanTests {
             "\($0)".contains("INGEST_BRIDGE_TOPICS")
         }
     }
+
+    @Test func topicsTheOrgDoesNotOfferOnWebSocketsAreNamed() throws {
+        let plan = try ChannelPlan(
+            templates: [
+                "v2.analytics.queues.{id}.observations", "v2.users.u1.presence", "v2.routing.queues.{id}.nothing",
+            ],
+            queueIDs: ["q1"],
+            userIDs: []
+        )
+        let missing = plan.notOfferedOnWebSockets([
+            ("v2.analytics.queues.{id}.observations", true), ("v2.users.{id}.presence", false),
+        ])
+        #expect(missing.map(\.topic) == ["v2.users.u1.presence", "v2.routing.queues.{id}.nothing"])
+        #expect(missing[0].why.contains("other transports") && missing[1].why.contains("does not list"))
+    }
 }

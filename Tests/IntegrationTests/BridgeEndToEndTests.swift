@@ -25,6 +25,7 @@ struct BridgeEndToEndTests {
         try simulator.start()
         let notifications = simulator.notifications
         let spool = NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString
+        let httpPort = Network.freePort()
         let bridge = try ChildProcess(
             executable: BuiltProducts.path("ingest-bridge"),
             environment: [
@@ -33,6 +34,7 @@ struct BridgeEndToEndTests {
                 "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations,v2.forbidden.topic",
                 "INGEST_BRIDGE_QUEUE_IDS": "q1,q2", "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS": "1500",
                 "INGEST_BRIDGE_PING_INTERVAL_MS": "500", "INGEST_SPOOL_DIR": spool, "INGEST_TOPIC_PARTITIONS": "2",
+                "INGEST_BRIDGE_HTTP_PORT": String(httpPort),
             ],
             logName: "bridge"
         )
@@ -48,6 +50,14 @@ struct BridgeEndToEndTests {
         }
         #expect(try await connected(), "the bridge connected: \(bridge.output.suffix(2000))")
         #expect(bridge.output.contains("topic rejected by Genesys"), "an unpermitted topic is reported")
+        #expect(bridge.output.contains("not offered on WebSockets"), "a topic the org does not list is reported")
+        #expect(Network.waitForPort(httpPort, timeout: 10))
+        func get(_ path: String) throws -> RawHTTPResponse {
+            let client = try RawHTTPClient(port: httpPort)
+            try client.send(RawHTTPClient.request(method: "GET", path: path))
+            return try client.readResponse()
+        }
+        #expect(try get("/readyz").status == 200, "ready: the channel is connected")
         func publish(_ range: Range<Int>) {
             for i in range {
                 notifications.publish(
@@ -100,6 +110,11 @@ struct BridgeEndToEndTests {
             Set(reasons).isSuperset(of: ["startup", "connection-lost", "heartbeat-timeout", "socket-closing"]),
             "a gap record per outage: \(reasons)"
         )
+        let metrics = try get("/metrics").bodyText
+        #expect(metrics.contains("ingest_bridge_channels_connected 1"), "\(metrics)")
+        let gapsLine = metrics.split(separator: "\n").first { $0.hasPrefix("ingest_bridge_gaps_total ") }
+        #expect(gapsLine.flatMap { Int($0.split(separator: " ")[1]) }.map { $0 >= 4 } == true, "\(metrics)")
+        #expect(metrics.contains("ingest_bridge_rejected_topics 1"))
         for gap in try gaps(broker) {
             let from = gap["from"] as? Int64 ?? 0
             let to = gap["to"] as? Int64 ?? 0
@@ -127,7 +142,7 @@ struct BridgeEndToEndTests {
                 "INGEST_BRIDGE_TOPICS": "v2.routing.queues.{id}.conversations", "INGEST_BRIDGE_QUEUE_IDS": "q1,q2,q3",
                 "INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS": "1500", "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS": "2000",
                 "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
-                "INGEST_TOPIC_PARTITIONS": "2",
+                "INGEST_TOPIC_PARTITIONS": "2", "INGEST_BRIDGE_HTTP_PORT": "0",
             ],
             logName: "bridge-rotation"
         )
@@ -177,6 +192,7 @@ struct BridgeEndToEndTests {
             "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
             "INGEST_BRIDGE_TOPICS": "v2.users.{id}.presence", "INGEST_BRIDGE_USER_IDS": "u1",
             "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
+            "INGEST_BRIDGE_HTTP_PORT": "0",
         ]
         var bridge = try ChildProcess(
             executable: BuiltProducts.path("ingest-bridge"),
@@ -209,6 +225,54 @@ struct BridgeEndToEndTests {
         #expect(to >= restartedAt, "and ends once the new one is subscribed: \(last)")
         let users = try readRecords(broker, topics: ["genesys.raw.user"], expected: 10)
         #expect(users.count >= 10, "what was spooled before the kill reached Kafka: \(users.count)")
+        await simulator.stop()
+    }
+    /// Kafka is down while notifications arrive (Genesys will not send them again): the
+    /// bridge's spool keeps them, and they all reach the broker once it is back.
+    @Test func aKafkaOutageLosesNothing() async throws {
+        let broker = try TansuBroker()
+        var simConfig = SimulatorConfiguration()
+        simConfig.notifications.heartbeatInterval = .milliseconds(300)
+        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
+        try simulator.start()
+        let notifications = simulator.notifications
+        let bridge = try ChildProcess(
+            executable: BuiltProducts.path("ingest-bridge"),
+            environment: [
+                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
+                "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
+                "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations", "INGEST_BRIDGE_QUEUE_IDS": "q1,q2",
+                "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
+                "INGEST_BRIDGE_HTTP_PORT": "0",
+            ],
+            logName: "bridge-kafka-outage"
+        )
+        defer { bridge.killAndWait() }
+        #expect(try await eventually(seconds: 20) { notifications.connectedCount == 1 })
+        broker.stop()
+        for i in 0..<40 {
+            notifications.publish(topicName: "v2.analytics.queues.q\(i % 2 + 1).observations", eventBody: ["n": i])
+        }
+        try await Task.sleep(for: .seconds(3))
+        try broker.start()
+        // Tansu's memory storage comes back empty.
+        _ = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap))
+            .createTopics([.init(name: "genesys.raw.queue", partitions: 2)])
+        for i in 40..<50 {
+            notifications.publish(topicName: "v2.analytics.queues.q\(i % 2 + 1).observations", eventBody: ["n": i])
+        }
+        var numbers = Set<Int>()
+        _ = try await eventually(seconds: 90) {
+            numbers = Set(
+                try readRecords(broker, topics: ["genesys.raw.queue"]).compactMap {
+                    ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
+                        ($0["eventBody"] as? [String: Any])?["n"] as? Int
+                    }
+                }
+            )
+            return numbers.count >= 50
+        }
+        #expect(numbers == Set(0..<50), "everything the socket delivered reached Kafka: \(numbers.count) of 50")
         await simulator.stop()
     }
 }
