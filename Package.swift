@@ -211,7 +211,7 @@ let package = Package(
             dependencies: [
                 "IngestGateway", "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestCrypto",
                 "IngestTesting", "IngestAnalytics", "GenesysSimulator", "IngestOverflow", "GenesysAPI",
-                "IngestEnrichment", "IngestHTTPClient",
+                "IngestEnrichment", "IngestHTTPClient", "IngestBridge",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

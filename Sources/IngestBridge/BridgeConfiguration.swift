@@ -21,7 +21,7 @@ public struct BridgeConfiguration: Sendable {
     public var spoolDirectory = "bridge-spool"
     /// `/healthz`, `/readyz`, `/metrics`.
     public var httpHost = "0.0.0.0"
-    public var httpPort = 9091
+    public var httpPort = 9095
     public var spoolMaxBytes: Int64 = 1 << 30
     public var genesys: GenesysClientConfiguration
     public var rateLimit = 300
@@ -32,7 +32,8 @@ public struct BridgeConfiguration: Sendable {
             "INGEST_KAFKA_BROKERS", "INGEST_TOPIC_PREFIX", "INGEST_BRIDGE_GAPS_TOPIC", "INGEST_CREATE_TOPICS",
             "INGEST_TOPIC_PARTITIONS", "INGEST_BRIDGE_TOPICS", "INGEST_BRIDGE_QUEUE_IDS", "INGEST_BRIDGE_USER_IDS",
             "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS", "INGEST_BRIDGE_PING_INTERVAL_MS",
-            "INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS", "INGEST_SPOOL_DIR",
+            "INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS", "INGEST_SPOOL_DIR", "INGEST_BRIDGE_HTTP_HOST",
+            "INGEST_BRIDGE_HTTP_PORT",
             "INGEST_SPOOL_MAX_BYTES", "INGEST_LOG_LEVEL", "INGEST_LOG_FORMAT",
         ] + GenesysClientConfiguration.variableNames
 

@@ -1,4 +1,5 @@
 import Foundation
+import IngestBridge
 import GenesysSimulator
 import IngestAnalytics
 import IngestCore
@@ -316,6 +317,7 @@ struct GatewayEndToEndTests {
             GatewayConfiguration.variableNames + WorkerConfiguration.variableNames
                 + AnalyticsConfiguration.variableNames + EnrichmentConfiguration.variableNames
                 + OverflowSettings.variableNames + HTTPClientConfiguration.variableNames
+                + BridgeConfiguration.variableNames
         )
         let sourceNames = ["GENESYS", "EVENTBRIDGE", "OPENMSG"]
         for name in names {
