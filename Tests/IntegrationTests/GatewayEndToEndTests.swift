@@ -1,7 +1,7 @@
 import Foundation
-import IngestBridge
 import GenesysSimulator
 import IngestAnalytics
+import IngestBridge
 import IngestCore
 import IngestCrypto
 import IngestEnrichment
