@@ -87,6 +87,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The reconcile handler: fills the bridge's gaps from the Genesys REST APIs.
+        .target(
+            name: "IngestReconciliation",
+            dependencies: [
+                "GenesysAPI", "IngestWorker", "IngestKafka", "IngestCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The conversation-details enrichment handler.
         .target(
             name: "IngestEnrichment",
@@ -156,7 +164,7 @@ let package = Package(
             name: "ingest-worker",
             dependencies: [
                 "IngestKafka", "IngestLogging", "IngestWorker", "IngestCore", "IngestEnrichment", "GenesysAPI",
-                "IngestHTTPClient",
+                "IngestHTTPClient", "IngestReconciliation",
                 "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -211,7 +219,7 @@ let package = Package(
             dependencies: [
                 "IngestGateway", "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestCrypto",
                 "IngestTesting", "IngestAnalytics", "GenesysSimulator", "IngestOverflow", "GenesysAPI",
-                "IngestEnrichment", "IngestHTTPClient", "IngestBridge",
+                "IngestEnrichment", "IngestHTTPClient", "IngestBridge", "IngestReconciliation",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

@@ -127,7 +127,35 @@ public struct RoutingAPI: Sendable {
         return (waiting, longest)
     }
 
-    static func batches(_ ids: [String]) -> [[String]] {
+    /// The observations query for up to 100 queues (Genesys's predicate limit): each result's
+    /// queue id, `group` and `data` (metric objects) as Genesys sent them.
+    public func observationResults(
+        queueIDs: [String]
+    ) async throws -> [(
+        queueID: String, group: [String: JSONValue], data: [JSONValue]
+    )] {
+        let query: JSONValue = .object([
+            "filter": .object([
+                "type": .string("or"),
+                "predicates": .array(
+                    queueIDs.map { .object(["dimension": .string("queueId"), "value": .string($0)]) }
+                ),
+            ]),
+            "metrics": .array(["oWaiting", "oInteracting", "oOnQueueUsers", "oLongestWaiting"].map { .string($0) }),
+        ])
+        let response = try await client.request(
+            "POST",
+            "/api/v2/analytics/queues/observations/query",
+            body: query.jsonData
+        )
+        return ((try? JSONValue.parse(response.body))?["results"]?.arrayValue ?? []).compactMap { result in
+            guard let group = result["group"]?.objectValue, let id = group["queueId"]?.stringValue else { return nil }
+            return (id, group, result["data"]?.arrayValue ?? [])
+        }
+    }
+
+    /// `ids` in batches of at most 100.
+    public static func batches(_ ids: [String]) -> [[String]] {
         stride(from: 0, to: ids.count, by: 100).map { Array(ids[$0..<min(ids.count, $0 + 100)]) }
     }
 

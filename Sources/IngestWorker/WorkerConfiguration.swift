@@ -86,7 +86,7 @@ public struct WorkerConfiguration: Sendable {
         if let v = env.values["INGEST_RECORD_FATAL_MARKER"] { recordHandler.fatalMarker = v }
     }
 
-    public static let knownHandlers = ["noop", "record", "enrich", "analytics", "overflow"]
+    public static let knownHandlers = ["noop", "record", "enrich", "analytics", "overflow", "reconcile"]
 
     static func list(_ text: String?) -> [String]? {
         guard let text else { return nil }

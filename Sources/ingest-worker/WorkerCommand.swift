@@ -7,6 +7,7 @@ import IngestHTTPClient
 import IngestKafka
 import IngestLogging
 import IngestOverflow
+import IngestReconciliation
 import IngestStore
 import IngestWorker
 import Logging
@@ -93,6 +94,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 case "enrich": feature = try await EnrichmentFeature.make(context)
                 case "analytics": feature = try await AnalyticsFeature.make(context)
                 case "overflow": feature = try OverflowFeature.make(context)
+                case "reconcile": feature = try ReconciliationFeature.make(context)
                 default:
                     // WorkerConfiguration accepts only known names; the rest are built in.
                     guard let builtIn = WorkerService.makeBuiltInHandler(name, config) else { continue }

@@ -275,4 +275,60 @@ struct BridgeEndToEndTests {
         #expect(numbers == Set(0..<50), "everything the socket delivered reached Kafka: \(numbers.count) of 50")
         await simulator.stop()
     }
+    /// The real path for a gap: bridge → gap record → `ingest-worker` with the reconcile
+    /// handler → the observations query → one observation per affected queue on the raw queue
+    /// topic, marked as reconciled, in the shape the analytics and overflow handlers read.
+    @Test func aGapIsReconciledFromTheObservationsQuery() async throws {
+        let broker = try TansuBroker()
+        var simConfig = SimulatorConfiguration()
+        simConfig.notifications.heartbeatInterval = .milliseconds(300)
+        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
+        try simulator.start()
+        simulator.setObservations(queueID: "q1", waiting: 7, interacting: 3, longestWaitingMilliseconds: 95_000)
+        simulator.setObservations(queueID: "q2", waiting: 0, interacting: 1, longestWaitingMilliseconds: 0)
+        let genesys = [
+            "INGEST_GENESYS_API_URL": simulator.baseURL, "INGEST_GENESYS_CLIENT_ID": simConfig.clientID,
+            "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
+        ]
+        let bridge = try ChildProcess(
+            executable: BuiltProducts.path("ingest-bridge"),
+            environment: genesys.merging([
+                "INGEST_KAFKA_BROKERS": broker.bootstrap,
+                "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations,v2.users.{id}.presence",
+                "INGEST_BRIDGE_QUEUE_IDS": "q1,q2", "INGEST_BRIDGE_USER_IDS": "u1",
+                "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
+                "INGEST_BRIDGE_HTTP_PORT": "0",
+            ]) { a, _ in a },
+            logName: "bridge-reconcile"
+        )
+        defer { bridge.killAndWait() }
+        #expect(try await eventually(seconds: 20) { simulator.notifications.connectedCount == 1 })
+        let worker = try WorkerProcess(
+            brokers: broker.bootstrap,
+            store: try TestStore(.sqlite),
+            group: "reconcile-\(UUID().uuidString.prefix(6))",
+            environment: genesys.merging([
+                "INGEST_WORKER_HANDLERS": "reconcile", "INGEST_WORKER_TOPICS": "genesys.ingest.gaps",
+            ]) { a, _ in a }
+        )
+        defer { worker.child.killAndWait() }
+        var reconciled: [KafkaRecord] = []
+        _ = try await eventually(seconds: 60) {
+            reconciled = try readRecords(broker, topics: ["genesys.raw.queue"]).filter { r in
+                r.headers.contains { $0.name == IngestHeader.reconciledGap }
+            }
+            return reconciled.count >= 2
+        }
+        #expect(
+            reconciled.count == 2,
+            "one per queue of the start-up gap: \(reconciled.count); \(worker.child.output.suffix(1500))"
+        )
+        let observations = try reconciled.map { try QueueObservation.parse($0.value) }
+        let q1 = try #require(observations.first { $0.queueID == "q1" })
+        #expect(q1.waiting == 7 && q1.interacting == 3 && q1.longestWaitingSeconds == 95)
+        #expect(observations.contains { $0.queueID == "q2" && $0.waiting == 0 })
+        #expect(reconciled.allSatisfy { r in r.key.map { String(decoding: $0, as: UTF8.self) } != nil })
+        #expect(worker.child.output.contains("gap topics not reconciled"), "the presence topic is said to be left")
+        await simulator.stop()
+    }
 }

@@ -1,8 +1,7 @@
-import Foundation
-
 /// A period in which a channel was not connected and subscribed: what was published on its
 /// topics then is lost unless reconciled (Genesys does not queue or replay notifications).
-/// Published as JSON on the gaps topic.
+/// Published as JSON on the gaps topic by the bridge, read by the reconcile handler: the
+/// contract between them lives here.
 public struct GapRecord: Codable, Sendable, Equatable {
     /// The channel's topics (the bridge's configuration, not Genesys's channel id).
     public var topics: [String]
@@ -28,4 +27,9 @@ public struct GapRecord: Codable, Sendable, Equatable {
 
     /// The deterministic id of this gap (a re-publication after a crash is the same gap).
     public var eventID: String { "gap:\(channel):\(from)" }
+}
+
+extension IngestHeader {
+    /// On records the reconcile handler published for a gap: the gap's event id.
+    public static let reconciledGap = "ingest-reconciled-gap"
 }
