@@ -9,6 +9,7 @@ import IngestGateway
 import IngestHTTPClient
 import IngestKafka
 import IngestOverflow
+import IngestReconciliation
 import IngestTesting
 import IngestWorker
 import Synchronization
@@ -317,7 +318,7 @@ struct GatewayEndToEndTests {
             GatewayConfiguration.variableNames + WorkerConfiguration.variableNames
                 + AnalyticsConfiguration.variableNames + EnrichmentConfiguration.variableNames
                 + OverflowSettings.variableNames + HTTPClientConfiguration.variableNames
-                + BridgeConfiguration.variableNames
+                + BridgeConfiguration.variableNames + ReconciliationFeature.variableNames
         )
         let sourceNames = ["GENESYS", "EVENTBRIDGE", "OPENMSG"]
         for name in names {
