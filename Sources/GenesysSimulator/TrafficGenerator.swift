@@ -101,6 +101,17 @@ public final class TrafficGenerator: Sendable {
                     interacting: interacting,
                     longestWaitingMilliseconds: longest
                 )
+                // The same state on the notification service, for channels subscribed to it
+                // (the bridge), as Genesys notifies both transports.
+                simulator?.notifications.publish(
+                    topicName: "v2.analytics.queues.\(queue).observations",
+                    eventBody: Self.observationBody(
+                        queue: queue,
+                        waiting: waiting,
+                        interacting: interacting,
+                        longestMs: longest
+                    )
+                )
                 await post(
                     Self.observationEnvelope(
                         queue: queue,
@@ -114,11 +125,30 @@ public final class TrafficGenerator: Sendable {
         }
     }
 
+    /// The `eventBody` of a `v2.analytics.queues.{id}.observations` notification.
+    static func observationBody(queue: String, waiting: Int, interacting: Int, longestMs: Int) -> [String: Any] {
+        let now = Date()
+        let iso = ISO8601DateFormatter()
+        let interval = iso.string(from: now.addingTimeInterval(-60)) + "/" + iso.string(from: now)
+        return [
+            "group": ["queueId": queue, "mediaType": "voice"],
+            "data": [
+                [
+                    "interval": interval,
+                    "metrics": [
+                        ["metric": "oWaiting", "stats": ["count": waiting]],
+                        ["metric": "oInteracting", "stats": ["count": interacting]],
+                        ["metric": "oLongestWaiting", "stats": ["max": longestMs, "count": waiting > 0 ? 1 : 0]],
+                    ],
+                ]
+            ],
+        ]
+    }
+
     /// An EventBridge envelope of a `v2.analytics.queues.{id}.observations` notification.
     static func observationEnvelope(queue: String, waiting: Int, interacting: Int, longestMs: Int) -> [UInt8] {
         let now = Date()
         let iso = ISO8601DateFormatter()
-        let interval = iso.string(from: now.addingTimeInterval(-60)) + "/" + iso.string(from: now)
         let envelope: [String: Any] = [
             "version": "0", "id": UUID().uuidString.lowercased(),
             "detail-type": "v2.analytics.queues.{id}.observations",
@@ -126,22 +156,12 @@ public final class TrafficGenerator: Sendable {
             "account": "123456789012", "time": iso.string(from: now), "region": "us-east-1", "resources": [],
             "detail": [
                 "topicName": "v2.analytics.queues.\(queue).observations", "version": "2",
-                "eventBody": [
-                    "group": ["queueId": queue, "mediaType": "voice"],
-                    "data": [
-                        [
-                            "interval": interval,
-                            "metrics": [
-                                ["metric": "oWaiting", "stats": ["count": waiting]],
-                                ["metric": "oInteracting", "stats": ["count": interacting]],
-                                [
-                                    "metric": "oLongestWaiting",
-                                    "stats": ["max": longestMs, "count": waiting > 0 ? 1 : 0],
-                                ],
-                            ],
-                        ]
-                    ],
-                ],
+                "eventBody": observationBody(
+                    queue: queue,
+                    waiting: waiting,
+                    interacting: interacting,
+                    longestMs: longestMs
+                ),
                 "metadata": ["CorrelationId": UUID().uuidString.lowercased()], "timestamp": iso.string(from: now),
             ],
         ]
