@@ -330,7 +330,11 @@ struct HTTPClientTests {
     /// The byte stream (what the WebSocket client runs on): TLS verified against the system CAs
     /// plus the configured CA file, bytes both ways, a typed TLS error for an untrusted server
     /// and a clean EOF when the server closes.
-    @Test func aByteStreamSpeaksVerifiedTLS() throws {
+    @Test func aByteStreamSpeaksVerifiedTLS() async throws {
+        try await onDedicatedThread { try byteStreamOverTLS() }
+    }
+
+    func byteStreamOverTLS() throws {
         let (dir, key, cert) = try selfSignedCertificate()
         defer { try? FileManager.default.removeItem(at: dir) }
         let port = Network.freePort()

@@ -23,7 +23,11 @@ struct SpoolForwarderTests {
     /// Every record the broker acknowledges is checkpointed, also the ones acknowledged just
     /// after a checkpoint was written (they were once left unwritten until the next advance,
     /// which never came when nothing more arrived: a full spool stayed full).
-    @Test func everyAcknowledgedRecordIsCheckpointedAndItsSegmentsDeleted() throws {
+    @Test func everyAcknowledgedRecordIsCheckpointedAndItsSegmentsDeleted() async throws {
+        try await onDedicatedThread { try checkpointFollowsAcknowledgements() }
+    }
+
+    func checkpointFollowsAcknowledgements() throws {
         let broker = try TansuBroker()
         defer { broker.stop() }
         let kafka = KafkaClientConfiguration(bootstrapServers: broker.bootstrap)

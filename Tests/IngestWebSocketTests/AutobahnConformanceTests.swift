@@ -26,7 +26,11 @@ struct AutobahnConformanceTests {
         return nil
     }
 
-    @Test func sectionsOneToSevenPass() throws {
+    @Test func sectionsOneToSevenPass() async throws {
+        try await onDedicatedThread { try runSuite() }
+    }
+
+    func runSuite() throws {
         let wstest = Self.root + "/.run/autobahn/wstest"
         guard FileManager.default.isExecutableFile(atPath: wstest) else {
             print("Autobahn|Testsuite not installed (needs pyenv's Python 2.7.18; see Scripts/install-deps): not run")
