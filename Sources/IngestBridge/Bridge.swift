@@ -209,6 +209,8 @@ public final class Bridge: @unchecked Sendable {
         public var duplicates: Int
         public var spoolRefused: Int
         public var pendingRecords: UInt64
+        /// Each subscribed topic's latest outcome (true: Permitted, false: Rejected).
+        public var permitted: [String: Bool]
     }
 
     public var plannedChannels: Int { configuration.plan.channels.count }
@@ -225,7 +227,8 @@ public final class Bridge: @unchecked Sendable {
             rotations: c.reduce(0) { $0 + $1.rotations },
             duplicates: c.reduce(0) { $0 + $1.duplicates },
             spoolRefused: output?.refused.withLock { $0 } ?? 0,
-            pendingRecords: forwarder?.lag ?? 0
+            pendingRecords: forwarder?.lag ?? 0,
+            permitted: c.reduce(into: [:]) { all, session in all.merge(session.permitted) { $1 } }
         )
     }
 }

@@ -17,6 +17,8 @@ final class BridgeEndpoints: HTTPRequestHandler, @unchecked Sendable {
     private let pending: Gauge
     private let counters: [(Counter, (Bridge.Status) -> Int)]
     private var last: [Int]
+    /// `ingest_bridge_topic_permitted{topic=…}`, created as topics appear.
+    private var topicGauges: [String: Gauge] = [:]
 
     init(bridge: Bridge) {
         self.bridge = bridge
@@ -66,6 +68,19 @@ final class BridgeEndpoints: HTTPRequestHandler, @unchecked Sendable {
             connected.set(Int64(status.connectedChannels))
             rejected.set(Int64(status.rejectedTopics))
             pending.set(Int64(status.pendingRecords))
+            for (topic, ok) in status.permitted {
+                let g =
+                    topicGauges[topic]
+                    ?? registry.makeGauge(
+                        descriptor: MetricNameDescriptor(
+                            metricName: "ingest_bridge_topic_permitted",
+                            helpText: "1 when Genesys permitted the topic's subscription, 0 when it rejected it."
+                        ),
+                        labels: [("topic", topic)]
+                    )
+                topicGauges[topic] = g
+                g.set(Int64(ok ? 1 : 0))
+            }
             for (i, (counter, value)) in counters.enumerated() {
                 let now = value(status)
                 if now > last[i] { counter.increment(by: Int64(now - last[i])) }

@@ -37,6 +37,8 @@ final class ChannelSession: @unchecked Sendable {
         var rotations = 0
         var duplicates = 0
         var connected = false
+        /// Each topic's latest subscription outcome (true: Permitted).
+        var permitted: [String: Bool] = [:]
     }
     let counters = LockedValue(Counters())
 
@@ -114,7 +116,10 @@ final class ChannelSession: @unchecked Sendable {
                 ]
             )
         }
-        counters.withLock { $0.rejectedTopics = rejected.count }
+        counters.withLock { c in
+            c.rejectedTopics = rejected.count
+            for o in outcomes { c.permitted[o.id] = o.isPermitted }
+        }
         let socket = try WebSocketConnection.connect(url: channel.connectUri)
         var rotateAt: ContinuousClock.Instant?
         if let expires = channel.expires {

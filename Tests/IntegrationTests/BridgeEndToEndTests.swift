@@ -11,10 +11,25 @@ import Testing
 /// WebSocket on our own HTTP server) → `ingest-bridge` → spool → a real broker.
 @Suite("Notification bridge: WebSocket → Kafka, gaps recorded (real processes)", .serialized)
 struct BridgeEndToEndTests {
-    func gaps(_ broker: TansuBroker) throws -> [[String: Any]] {
-        try readRecords(broker, topics: ["genesys.ingest.gaps"]).compactMap {
+    /// Reading Kafka blocks (until the topic is idle): done off the cooperative pool.
+    func records(_ broker: TansuBroker, _ topics: [String], expected: Int? = nil) async throws -> [KafkaRecord] {
+        try await onDedicatedThread { try readRecords(broker, topics: topics, expected: expected) }
+    }
+
+    func gaps(_ broker: TansuBroker) async throws -> [[String: Any]] {
+        try await records(broker, ["genesys.ingest.gaps"]).compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.value)) as? [String: Any]
         }
+    }
+
+    /// `eventually` for conditions that await.
+    func eventuallyAwaiting(seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return try await condition()
     }
 
     @Test func messagesArriveAndEveryOutageIsAGapRecord() async throws {
@@ -89,7 +104,7 @@ struct BridgeEndToEndTests {
         try await Task.sleep(for: .milliseconds(300))
         publish(70..<80)
 
-        let records = try readRecords(broker, topics: ["genesys.raw.queue"], expected: 80)
+        let records = try await records(broker, ["genesys.raw.queue"], expected: 80)
         let numbers = Set(
             records.compactMap {
                 ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
@@ -102,8 +117,8 @@ struct BridgeEndToEndTests {
         #expect(records.allSatisfy { r in r.key.map { String(decoding: $0, as: UTF8.self) }?.hasPrefix("q") == true })
         #expect(!records.contains { String(decoding: $0.value, as: UTF8.self).contains("WebSocket Heartbeat") })
         var reasons: [String] = []
-        _ = try await eventually(seconds: 20) {
-            reasons = try gaps(broker).compactMap { $0["reason"] as? String }
+        _ = try await eventuallyAwaiting(seconds: 20) {
+            reasons = try await gaps(broker).compactMap { $0["reason"] as? String }
             return Set(reasons).isSuperset(of: ["startup", "connection-lost", "heartbeat-timeout", "socket-closing"])
         }
         #expect(
@@ -115,7 +130,9 @@ struct BridgeEndToEndTests {
         let gapsLine = metrics.split(separator: "\n").first { $0.hasPrefix("ingest_bridge_gaps_total ") }
         #expect(gapsLine.flatMap { Int($0.split(separator: " ")[1]) }.map { $0 >= 4 } == true, "\(metrics)")
         #expect(metrics.contains("ingest_bridge_rejected_topics 1"))
-        for gap in try gaps(broker) {
+        #expect(metrics.contains("ingest_bridge_topic_permitted{topic=\"v2.forbidden.topic\"} 0"), "\(metrics)")
+        #expect(metrics.contains("ingest_bridge_topic_permitted{topic=\"v2.analytics.queues.q1.observations\"} 1"))
+        for gap in try await gaps(broker) {
             let from = gap["from"] as? Int64 ?? 0
             let to = gap["to"] as? Int64 ?? 0
             #expect(from > 0 && to >= from, "a gap has an interval: \(gap)")
@@ -165,7 +182,7 @@ struct BridgeEndToEndTests {
         }
         let rotations = bridge.output.components(separatedBy: "channel rotated before it expired").count - 1
         #expect(rotations >= 2, "channels were rotated: \(rotations); \(bridge.output.suffix(2000))")
-        let records = try readRecords(broker, topics: ["genesys.raw.queue"], expected: published)
+        let records = try await records(broker, ["genesys.raw.queue"], expected: published)
         let numbers = records.compactMap {
             ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
                 ($0["eventBody"] as? [String: Any])?["n"] as? Int
@@ -173,7 +190,7 @@ struct BridgeEndToEndTests {
         }
         #expect(Set(numbers) == Set(0..<published), "nothing lost: \(Set(numbers).count) of \(published)")
         #expect(numbers.count == Set(numbers).count, "nothing twice: \(numbers.count - Set(numbers).count) repeats")
-        let reasons = try gaps(broker).compactMap { $0["reason"] as? String }
+        let reasons = try await gaps(broker).compactMap { $0["reason"] as? String }
         #expect(reasons == ["startup"], "a rotation is not a gap: \(reasons)")
         await simulator.stop()
     }
@@ -214,8 +231,8 @@ struct BridgeEndToEndTests {
         defer { bridge.killAndWait() }
         let restartedAt = Int64(Date().timeIntervalSince1970 * 1000)
         var startups: [[String: Any]] = []
-        _ = try await eventually(seconds: 20) {
-            startups = try gaps(broker).filter { $0["reason"] as? String == "startup" }
+        _ = try await eventuallyAwaiting(seconds: 20) {
+            startups = try await gaps(broker).filter { $0["reason"] as? String == "startup" }
             return startups.count >= 2
         }
         let last = try #require(startups.last, "start-up gaps: \(startups)")
@@ -223,7 +240,7 @@ struct BridgeEndToEndTests {
         let to = last["to"] as? Int64 ?? 0
         #expect(from <= killedAt && from >= killedAt - 4000, "the gap starts when the bridge last received: \(last)")
         #expect(to >= restartedAt, "and ends once the new one is subscribed: \(last)")
-        let users = try readRecords(broker, topics: ["genesys.raw.user"], expected: 10)
+        let users = try await records(broker, ["genesys.raw.user"], expected: 10)
         #expect(users.count >= 10, "what was spooled before the kill reached Kafka: \(users.count)")
         await simulator.stop()
     }
@@ -262,9 +279,9 @@ struct BridgeEndToEndTests {
             notifications.publish(topicName: "v2.analytics.queues.q\(i % 2 + 1).observations", eventBody: ["n": i])
         }
         var numbers = Set<Int>()
-        _ = try await eventually(seconds: 90) {
+        _ = try await eventuallyAwaiting(seconds: 90) {
             numbers = Set(
-                try readRecords(broker, topics: ["genesys.raw.queue"]).compactMap {
+                try await records(broker, ["genesys.raw.queue"]).compactMap {
                     ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
                         ($0["eventBody"] as? [String: Any])?["n"] as? Int
                     }
@@ -313,8 +330,8 @@ struct BridgeEndToEndTests {
         )
         defer { worker.child.killAndWait() }
         var reconciled: [KafkaRecord] = []
-        _ = try await eventually(seconds: 60) {
-            reconciled = try readRecords(broker, topics: ["genesys.raw.queue"]).filter { r in
+        _ = try await eventuallyAwaiting(seconds: 60) {
+            reconciled = try await records(broker, ["genesys.raw.queue"]).filter { r in
                 r.headers.contains { $0.name == IngestHeader.reconciledGap }
             }
             return reconciled.count >= 2

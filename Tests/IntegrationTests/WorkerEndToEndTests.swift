@@ -301,7 +301,7 @@ struct WorkerEndToEndTests {
         )
         // The first worker is slow (so the kill lands mid-stream even on a busy machine), the
         // second one fast.
-        let env = ["INGEST_RECORD_WORK_MS": "12", "INGEST_WORKER_CONCURRENCY": "2", "INGEST_WORKER_BATCH_SIZE": "100"]
+        let env = ["INGEST_RECORD_WORK_MS": "30", "INGEST_WORKER_CONCURRENCY": "2", "INGEST_WORKER_BATCH_SIZE": "100"]
         let first = try WorkerProcess(brokers: broker.bootstrap, store: db, group: "kill", environment: env)
         var seen = 0
         let deadline = ContinuousClock.now + .seconds(60)
