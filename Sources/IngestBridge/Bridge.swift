@@ -118,14 +118,7 @@ public final class Bridge: @unchecked Sendable {
         let forwarder = SpoolForwarder(log: spool, kafka: kafka, logger: logger)
         forwarder.start()
         let output = BridgeOutput(spool: spool, naming: naming, gapsTopic: configuration.gapsTopic, logger: logger)
-        let client = GenesysClient.shared(
-            configuration.genesys,
-            limit: configuration.rateLimit,
-            periodSeconds: configuration.ratePeriodSeconds,
-            budgetStore: nil,
-            logger: logger
-        )
-        let api = NotificationsAPI(client: client)
+        let api = NotificationsAPI(client: genesysClient)
         self.spool = spool
         self.forwarder = forwarder
         self.output = output
@@ -167,15 +160,8 @@ public final class Bridge: @unchecked Sendable {
     /// on WebSockets (their subscriptions would never deliver). Never fatal: a failed read is
     /// logged and the bridge runs.
     public func warnAboutTopicsNotOffered() async {
-        let client = GenesysClient.shared(
-            configuration.genesys,
-            limit: configuration.rateLimit,
-            periodSeconds: configuration.ratePeriodSeconds,
-            budgetStore: nil,
-            logger: logger
-        )
         do {
-            let available = try await NotificationsAPI(client: client).availableTopics()
+            let available = try await NotificationsAPI(client: genesysClient).availableTopics()
             for (topic, why) in configuration.plan.notOfferedOnWebSockets(
                 available.map { ($0.id, $0.isOfferedOnWebSockets) }
             ) {
@@ -211,6 +197,17 @@ public final class Bridge: @unchecked Sendable {
         public var pendingRecords: UInt64
         /// Each subscribed topic's latest outcome (true: Permitted, false: Rejected).
         public var permitted: [String: Bool]
+    }
+
+    /// The process's one Genesys client for this OAuth client (token cache, rate budget).
+    private var genesysClient: GenesysClient {
+        GenesysClient.shared(
+            configuration.genesys,
+            limit: configuration.rateLimit,
+            periodSeconds: configuration.ratePeriodSeconds,
+            budgetStore: nil,
+            logger: logger
+        )
     }
 
     public var plannedChannels: Int { configuration.plan.channels.count }

@@ -74,6 +74,7 @@ final class BridgeEndpoints: HTTPRequestHandler, @unchecked Sendable {
                     ?? registry.makeGauge(
                         descriptor: MetricNameDescriptor(
                             metricName: "ingest_bridge_topic_permitted",
+                            unitName: "",
                             helpText: "1 when Genesys permitted the topic's subscription, 0 when it rejected it."
                         ),
                         labels: [("topic", topic)]

@@ -33,22 +33,14 @@ struct BridgeEndToEndTests {
     }
 
     @Test func messagesArriveAndEveryOutageIsAGapRecord() async throws {
-        let broker = try TansuBroker()
-        var simConfig = SimulatorConfiguration()
-        simConfig.notifications.heartbeatInterval = .milliseconds(300)
-        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
-        try simulator.start()
-        let notifications = simulator.notifications
-        let spool = NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString
+        let rig = try BridgeRig(heartbeat: .milliseconds(300))
+        let (broker, simulator, notifications) = (rig.broker, rig.simulator, rig.notifications)
         let httpPort = Network.freePort()
-        let bridge = try ChildProcess(
-            executable: BuiltProducts.path("ingest-bridge"),
-            environment: [
-                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
-                "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
+        let bridge = try rig.bridge(
+            [
                 "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations,v2.forbidden.topic",
                 "INGEST_BRIDGE_QUEUE_IDS": "q1,q2", "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS": "1500",
-                "INGEST_BRIDGE_PING_INTERVAL_MS": "500", "INGEST_SPOOL_DIR": spool, "INGEST_TOPIC_PARTITIONS": "2",
+                "INGEST_BRIDGE_PING_INTERVAL_MS": "500", "INGEST_TOPIC_PARTITIONS": "2",
                 "INGEST_BRIDGE_HTTP_PORT": String(httpPort),
             ],
             logName: "bridge"
@@ -144,22 +136,13 @@ struct BridgeEndToEndTests {
     /// rotations arrives whole and once (the overlap's repeats dropped), with no gap but the
     /// start-up one.
     @Test func rotationBeforeExpiryLosesNothingAndDuplicatesNothing() async throws {
-        let broker = try TansuBroker()
-        var simConfig = SimulatorConfiguration()
-        simConfig.notifications.heartbeatInterval = .milliseconds(200)
-        simConfig.notifications.channelLifetime = .seconds(3)
-        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
-        try simulator.start()
-        let notifications = simulator.notifications
-        let bridge = try ChildProcess(
-            executable: BuiltProducts.path("ingest-bridge"),
-            environment: [
-                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
-                "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
+        let rig = try BridgeRig(heartbeat: .milliseconds(200), channelLifetime: .seconds(3))
+        let (broker, simulator, notifications) = (rig.broker, rig.simulator, rig.notifications)
+        let bridge = try rig.bridge(
+            [
                 "INGEST_BRIDGE_TOPICS": "v2.routing.queues.{id}.conversations", "INGEST_BRIDGE_QUEUE_IDS": "q1,q2,q3",
                 "INGEST_BRIDGE_ROTATE_BEFORE_EXPIRY_MS": "1500", "INGEST_BRIDGE_HEARTBEAT_TIMEOUT_MS": "2000",
-                "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
-                "INGEST_TOPIC_PARTITIONS": "2", "INGEST_BRIDGE_HTTP_PORT": "0",
+                "INGEST_TOPIC_PARTITIONS": "2",
             ],
             logName: "bridge-rotation"
         )
@@ -198,24 +181,10 @@ struct BridgeEndToEndTests {
     /// (kept in its spool directory), so the time it was down is on record; what it had
     /// spooled before the kill reaches Kafka.
     @Test func aRestartedBridgeReportsTheTimeItWasDown() async throws {
-        let broker = try TansuBroker()
-        var simConfig = SimulatorConfiguration()
-        simConfig.notifications.heartbeatInterval = .milliseconds(200)
-        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
-        try simulator.start()
-        let notifications = simulator.notifications
-        let environment = [
-            "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
-            "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
-            "INGEST_BRIDGE_TOPICS": "v2.users.{id}.presence", "INGEST_BRIDGE_USER_IDS": "u1",
-            "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
-            "INGEST_BRIDGE_HTTP_PORT": "0",
-        ]
-        var bridge = try ChildProcess(
-            executable: BuiltProducts.path("ingest-bridge"),
-            environment: environment,
-            logName: "bridge-restart"
-        )
+        let rig = try BridgeRig(heartbeat: .milliseconds(200))
+        let (broker, simulator, notifications) = (rig.broker, rig.simulator, rig.notifications)
+        let topics = ["INGEST_BRIDGE_TOPICS": "v2.users.{id}.presence", "INGEST_BRIDGE_USER_IDS": "u1"]
+        var bridge = try rig.bridge(topics, logName: "bridge-restart")
         #expect(try await eventually(seconds: 20) { notifications.connectedCount == 1 })
         for i in 0..<10 { notifications.publish(topicName: "v2.users.u1.presence", eventBody: ["n": i]) }
         try await Task.sleep(for: .seconds(3))  // heard for a while: the mark is written
@@ -223,11 +192,7 @@ struct BridgeEndToEndTests {
         bridge.signal(SIGKILL)
         _ = bridge.waitForExit(timeout: 5)
         try await Task.sleep(for: .seconds(2))
-        bridge = try ChildProcess(
-            executable: BuiltProducts.path("ingest-bridge"),
-            environment: environment,
-            logName: "bridge-restart"
-        )
+        bridge = try rig.bridge(topics, logName: "bridge-restart")
         defer { bridge.killAndWait() }
         let restartedAt = Int64(Date().timeIntervalSince1970 * 1000)
         var startups: [[String: Any]] = []
@@ -247,21 +212,10 @@ struct BridgeEndToEndTests {
     /// Kafka is down while notifications arrive (Genesys will not send them again): the
     /// bridge's spool keeps them, and they all reach the broker once it is back.
     @Test func aKafkaOutageLosesNothing() async throws {
-        let broker = try TansuBroker()
-        var simConfig = SimulatorConfiguration()
-        simConfig.notifications.heartbeatInterval = .milliseconds(300)
-        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
-        try simulator.start()
-        let notifications = simulator.notifications
-        let bridge = try ChildProcess(
-            executable: BuiltProducts.path("ingest-bridge"),
-            environment: [
-                "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_GENESYS_API_URL": simulator.baseURL,
-                "INGEST_GENESYS_CLIENT_ID": simConfig.clientID, "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
-                "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations", "INGEST_BRIDGE_QUEUE_IDS": "q1,q2",
-                "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
-                "INGEST_BRIDGE_HTTP_PORT": "0",
-            ],
+        let rig = try BridgeRig(heartbeat: .milliseconds(300))
+        let (broker, simulator, notifications) = (rig.broker, rig.simulator, rig.notifications)
+        let bridge = try rig.bridge(
+            ["INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations", "INGEST_BRIDGE_QUEUE_IDS": "q1,q2"],
             logName: "bridge-kafka-outage"
         )
         defer { bridge.killAndWait() }
@@ -296,26 +250,15 @@ struct BridgeEndToEndTests {
     /// handler → the observations query → one observation per affected queue on the raw queue
     /// topic, marked as reconciled, in the shape the analytics and overflow handlers read.
     @Test func aGapIsReconciledFromTheObservationsQuery() async throws {
-        let broker = try TansuBroker()
-        var simConfig = SimulatorConfiguration()
-        simConfig.notifications.heartbeatInterval = .milliseconds(300)
-        let simulator = GenesysSimulator(configuration: simConfig, logger: Logger(label: "sim"))
-        try simulator.start()
+        let rig = try BridgeRig(heartbeat: .milliseconds(300))
+        let (broker, simulator) = (rig.broker, rig.simulator)
         simulator.setObservations(queueID: "q1", waiting: 7, interacting: 3, longestWaitingMilliseconds: 95_000)
         simulator.setObservations(queueID: "q2", waiting: 0, interacting: 1, longestWaitingMilliseconds: 0)
-        let genesys = [
-            "INGEST_GENESYS_API_URL": simulator.baseURL, "INGEST_GENESYS_CLIENT_ID": simConfig.clientID,
-            "INGEST_GENESYS_CLIENT_SECRET": simConfig.clientSecret,
-        ]
-        let bridge = try ChildProcess(
-            executable: BuiltProducts.path("ingest-bridge"),
-            environment: genesys.merging([
-                "INGEST_KAFKA_BROKERS": broker.bootstrap,
+        let bridge = try rig.bridge(
+            [
                 "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations,v2.users.{id}.presence",
                 "INGEST_BRIDGE_QUEUE_IDS": "q1,q2", "INGEST_BRIDGE_USER_IDS": "u1",
-                "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
-                "INGEST_BRIDGE_HTTP_PORT": "0",
-            ]) { a, _ in a },
+            ],
             logName: "bridge-reconcile"
         )
         defer { bridge.killAndWait() }
@@ -324,7 +267,7 @@ struct BridgeEndToEndTests {
             brokers: broker.bootstrap,
             store: try TestStore(.sqlite),
             group: "reconcile-\(UUID().uuidString.prefix(6))",
-            environment: genesys.merging([
+            environment: rig.genesys.merging([
                 "INGEST_WORKER_HANDLERS": "reconcile", "INGEST_WORKER_TOPICS": "genesys.ingest.gaps",
             ]) { a, _ in a }
         )
@@ -347,5 +290,42 @@ struct BridgeEndToEndTests {
         #expect(reconciled.allSatisfy { r in r.key.map { String(decoding: $0, as: UTF8.self) } != nil })
         #expect(worker.child.output.contains("gap topics not reconciled"), "the presence topic is said to be left")
         await simulator.stop()
+    }
+}
+
+/// A broker, the simulator (with its notification service) and the environment every bridge
+/// of a test shares: Kafka, the simulator's Genesys API and credentials, its own spool
+/// directory, an HTTP port picked by the system.
+struct BridgeRig {
+    let broker: TansuBroker
+    let simulator: GenesysSimulator
+    let genesys: [String: String]
+    let base: [String: String]
+    var notifications: NotificationService { simulator.notifications }
+
+    init(heartbeat: Duration, channelLifetime: Duration? = nil) throws {
+        broker = try TansuBroker()
+        var config = SimulatorConfiguration()
+        config.notifications.heartbeatInterval = heartbeat
+        if let channelLifetime { config.notifications.channelLifetime = channelLifetime }
+        simulator = GenesysSimulator(configuration: config, logger: Logger(label: "sim"))
+        try simulator.start()
+        genesys = [
+            "INGEST_GENESYS_API_URL": simulator.baseURL, "INGEST_GENESYS_CLIENT_ID": config.clientID,
+            "INGEST_GENESYS_CLIENT_SECRET": config.clientSecret,
+        ]
+        base = genesys.merging([
+            "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_BRIDGE_HTTP_PORT": "0",
+            "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
+        ]) { a, _ in a }
+    }
+
+    /// Starts `ingest-bridge` with the shared environment plus `extra`.
+    func bridge(_ extra: [String: String], logName: String) throws -> ChildProcess {
+        try ChildProcess(
+            executable: BuiltProducts.path("ingest-bridge"),
+            environment: base.merging(extra) { $1 },
+            logName: logName
+        )
     }
 }
