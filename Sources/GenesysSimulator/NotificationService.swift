@@ -41,7 +41,6 @@ public final class NotificationService: @unchecked Sendable {
     public let settings: Settings
     private let state = LockedValue<[String: Channel]>([:])
     private let order = LockedValue<[String]>([])
-    private let delivered = LockedValue(0)
 
     init(settings: Settings) {
         self.settings = settings
@@ -63,7 +62,6 @@ public final class NotificationService: @unchecked Sendable {
             channels.values.filter { $0.topics.contains(topicName) && $0.expires > .now }.compactMap(\.socket)
         }
         for s in sockets { s.sendText(text) }
-        delivered.withLock { $0 += sockets.count }
         return sockets.count
     }
 
@@ -253,15 +251,7 @@ public final class NotificationService: @unchecked Sendable {
                 // An expired channel's socket is closed (what Genesys sends then is not
                 // documented; a client must treat it as a gap unless it rotated in time).
                 if self.channel.expires <= .now {
-                    self.connection?.write(
-                        WebSocketFrameEncoder.encodeUnmasked(
-                            WebSocketFrame(
-                                opcode: .close,
-                                payload: WebSocketFrameEncoder.closePayload(code: 1001, reason: "channel expired")
-                            )
-                        )
-                    )
-                    self.connection?.close()
+                    self.close(code: 1001, reason: "channel expired")
                     return
                 }
                 self.write(
@@ -278,11 +268,20 @@ public final class NotificationService: @unchecked Sendable {
         func sendText(_ text: String) { loop?.execute { [self] in write(.text, text) } }
         func abort() { loop?.execute { [self] in connection?.abort() } }
 
+        /// A text message (nothing while muted).
         private func write(_ opcode: WebSocketOpcode, _ text: String) {
             guard !muted else { return }
-            connection?.write(
-                WebSocketFrameEncoder.encodeUnmasked(WebSocketFrame(opcode: opcode, payload: Array(text.utf8)))
+            send(WebSocketFrame(opcode: opcode, payload: Array(text.utf8)))
+        }
+
+        private func send(_ frame: WebSocketFrame) { connection?.write(WebSocketFrameEncoder.encodeUnmasked(frame)) }
+
+        /// The closing handshake's last word, then the TCP connection ends.
+        private func close(code: UInt16, reason: String) {
+            send(
+                WebSocketFrame(opcode: .close, payload: WebSocketFrameEncoder.closePayload(code: code, reason: reason))
             )
+            connection?.close()
         }
 
         func opened(_ connection: UpgradedConnection) { self.connection = connection }
@@ -296,19 +295,9 @@ public final class NotificationService: @unchecked Sendable {
                     case .text(let t) where t.contains("\"ping\""):
                         write(.text, "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"pong\"}}")
                     case .ping(let p):
-                        connection.write(
-                            WebSocketFrameEncoder.encodeUnmasked(WebSocketFrame(opcode: .pong, payload: p))
-                        )
+                        send(WebSocketFrame(opcode: .pong, payload: p))
                     case .close:
-                        connection.write(
-                            WebSocketFrameEncoder.encodeUnmasked(
-                                WebSocketFrame(
-                                    opcode: .close,
-                                    payload: WebSocketFrameEncoder.closePayload(code: 1000, reason: "")
-                                )
-                            )
-                        )
-                        connection.close()
+                        close(code: 1000, reason: "")
                         return
                     default:
                         break

@@ -96,19 +96,10 @@ public final class Bridge: @unchecked Sendable {
         let kafka = KafkaClientConfiguration(bootstrapServers: configuration.brokers)
         let naming = TopicNaming(prefix: configuration.topicPrefix)
         if configuration.createTopics {
-            do {
-                let specs = (naming.allTopics + [configuration.gapsTopic]).map {
-                    KafkaAdmin.TopicSpec(
-                        name: $0,
-                        partitions: Int32(configuration.topicPartitions),
-                        replicationFactor: 1
-                    )
-                }
-                let created = try KafkaAdmin(configuration: kafka).createTopics(specs, timeoutMilliseconds: 5000)
-                if !created.isEmpty { logger.info("created topics", metadata: ["kafka.topics": "\(created)"]) }
-            } catch {
-                logger.warning("could not ensure the topics exist", metadata: ["error": "\(error)"])
+            let specs = (naming.allTopics + [configuration.gapsTopic]).map {
+                KafkaAdmin.TopicSpec(name: $0, partitions: Int32(configuration.topicPartitions))
             }
+            KafkaAdmin.ensureTopics(specs, kafka: kafka, logger: logger)
         }
         var spoolConfiguration = SpoolConfiguration(directory: configuration.spoolDirectory)
         spoolConfiguration.maxBytes = configuration.spoolMaxBytes
@@ -190,13 +181,14 @@ public final class Bridge: @unchecked Sendable {
         public var heartbeats: Int
         public var gaps: Int
         public var reconnects: Int
-        public var rejectedTopics: Int
         public var rotations: Int
         public var duplicates: Int
         public var spoolRefused: Int
         public var pendingRecords: UInt64
         /// Each subscribed topic's latest outcome (true: Permitted, false: Rejected).
         public var permitted: [String: Bool]
+        /// Topics Genesys rejected.
+        public var rejectedTopics: Int { permitted.values.filter { !$0 }.count }
     }
 
     /// The process's one Genesys client for this OAuth client (token cache, rate budget).
@@ -220,7 +212,6 @@ public final class Bridge: @unchecked Sendable {
             heartbeats: c.reduce(0) { $0 + $1.heartbeats },
             gaps: c.reduce(0) { $0 + $1.gaps },
             reconnects: c.reduce(0) { $0 + $1.reconnects },
-            rejectedTopics: c.reduce(0) { $0 + $1.rejectedTopics },
             rotations: c.reduce(0) { $0 + $1.rotations },
             duplicates: c.reduce(0) { $0 + $1.duplicates },
             spoolRefused: output?.refused.withLock { $0 } ?? 0,

@@ -33,7 +33,6 @@ final class ChannelSession: @unchecked Sendable {
         var heartbeats = 0
         var reconnects = 0
         var gaps = 0
-        var rejectedTopics = 0
         var rotations = 0
         var duplicates = 0
         var connected = false
@@ -94,7 +93,6 @@ final class ChannelSession: @unchecked Sendable {
 
     /// A subscribed, connected channel.
     private struct Live {
-        var channel: NotificationsAPI.Channel
         var socket: WebSocketConnection
         /// When to open its successor (``BridgeConfiguration/rotateBeforeExpiry`` before `expires`).
         var rotateAt: ContinuousClock.Instant?
@@ -116,10 +114,7 @@ final class ChannelSession: @unchecked Sendable {
                 ]
             )
         }
-        counters.withLock { c in
-            c.rejectedTopics = rejected.count
-            for o in outcomes { c.permitted[o.id] = o.isPermitted }
-        }
+        counters.withLock { c in for o in outcomes { c.permitted[o.id] = o.isPermitted } }
         let socket = try WebSocketConnection.connect(url: channel.connectUri)
         var rotateAt: ContinuousClock.Instant?
         if let expires = channel.expires {
@@ -130,13 +125,13 @@ final class ChannelSession: @unchecked Sendable {
             "channel connected",
             metadata: ["bridge.topics": "\(topics.count)", "bridge.rejected": "\(rejected.count)"]
         )
-        return Live(channel: channel, socket: socket, rotateAt: rotateAt)
+        return Live(socket: socket, rotateAt: rotateAt)
     }
 
     private func run() {
         // The bridge was not receiving before it started: a start-up gap, closed by the first
-        // subscribed connection.
-        // A restarted bridge knows when it last received (the spool directory keeps it).
+        // subscribed connection, from when a previous process last received (the spool
+        // directory keeps it) or else from now.
         let mark = ReceivingMark(directory: configuration.spoolDirectory, channel: index, topics: topics)
         var gapStart: (at: Int64, reason: String, detail: String?)? = (
             mark.read() ?? WallClock.nowMilliseconds(), "startup", nil

@@ -1,5 +1,5 @@
 import Foundation
-import IngestCore
+import IngestCrypto
 
 /// When a channel was last known to be receiving, kept in the spool directory so that a
 /// restarted bridge reports the gap from that moment (the time it was down), not from its own
@@ -12,11 +12,7 @@ struct ReceivingMark {
 
     init(directory: String, channel: Int, topics: [String]) {
         path = directory + "/channel-\(channel).receiving"
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a over the topic list
-        for byte in topics.joined(separator: "\n").utf8 {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
-        topicsDigest = String(hash, radix: 16)
+        topicsDigest = SHA256Digest.hex(Array(topics.joined(separator: "\n").utf8))
     }
 
     /// The last moment recorded (epoch ms) for these topics, if any.

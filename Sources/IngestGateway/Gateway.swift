@@ -232,23 +232,14 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     }
 
     private func ensureTopics(_ kafka: KafkaClientConfiguration) {
-        do {
-            let admin = try KafkaAdmin(configuration: kafka)
-            let specs = naming.allTopics.map {
-                KafkaAdmin.TopicSpec(
-                    name: $0,
-                    partitions: Int32(configuration.topicPartitions),
-                    replicationFactor: Int32(configuration.topicReplicationFactor)
-                )
-            }
-            let created = try admin.createTopics(specs, timeoutMilliseconds: 5000)
-            if !created.isEmpty { logger.info("created raw topics", metadata: ["kafka.topics": "\(created)"]) }
-        } catch {
-            logger.warning(
-                "could not ensure raw topics exist; they will be auto-created if the broker allows it",
-                metadata: ["error": "\(error)"]
+        let specs = naming.allTopics.map {
+            KafkaAdmin.TopicSpec(
+                name: $0,
+                partitions: Int32(configuration.topicPartitions),
+                replicationFactor: Int32(configuration.topicReplicationFactor)
             )
         }
+        KafkaAdmin.ensureTopics(specs, kafka: kafka, logger: logger)
     }
 
     private func startReadinessProbe() {

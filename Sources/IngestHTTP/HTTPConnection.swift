@@ -100,7 +100,6 @@ final class HTTPConnection: EpollRegistrant {
             readUpgraded(upgraded)
             return
         }
-        var reads = 0
         // Discarding what a refused client still sends (lingering close) is bulk work too.
         let bulk = lingering || (parser.isReadingBody && parser.heldByteCount > 64 * 1024)
         if bulk {
@@ -111,30 +110,23 @@ final class HTTPConnection: EpollRegistrant {
             && !server.bodyBudget.admitsGrowth(held: parser.heldByteCount)
         {
             refuseOverBudget()
-            reads = Int.max
-        }
-        while !isClosed && reads < 1 {
-            reads += 1
-            let result: IOResult<Int>
-            do { result = try Posix.read(fd, loop.scratch) } catch {
-                close()
+        } else if !isClosed {
+            switch readOnce() {
+            case nil:
                 return
-            }
-            switch result {
             case .wouldBlock:
-                reads = Int.max
+                break
             case .processed(0):
                 peerClosed = true
                 if lingering {
                     close()
                     return
                 }
-                reads = Int.max
             case .processed(let n):
-                if lingering { continue }  // discard
-                if stopReadingRequests { continue }
-                parser.append(UnsafeRawBufferPointer(rebasing: loop.scratch[0..<n]))
-                if outstanding >= server.configuration.maxPipelinedRequests { reads = Int.max }
+                // While lingering, or after a closing response, input is discarded.
+                if !lingering && !stopReadingRequests {
+                    parser.append(UnsafeRawBufferPointer(rebasing: loop.scratch[0..<n]))
+                }
             }
         }
         processBufferedRequests()
@@ -320,19 +312,13 @@ final class HTTPConnection: EpollRegistrant {
         isClosed = true
         server.bodyBudget.charge(-charged)
         charged = 0
-        if let upgraded {
-            self.upgraded = nil
-            defer { upgraded.closed(UpgradedConnection(loop: loop, connection: self)) }
-            loop.deregister(fd: fd)
-            Glibc.close(fd)
-            slots.removeAll()
-            server.connectionClosed(self, loop: loop)
-            return
-        }
+        let handler = upgraded
+        upgraded = nil
         loop.deregister(fd: fd)
         Glibc.close(fd)
         slots.removeAll()
         server.connectionClosed(self, loop: loop)
+        handler?.closed(UpgradedConnection(loop: loop, connection: self))
     }
 
     // MARK: - Protocol upgrade
@@ -358,18 +344,21 @@ final class HTTPConnection: EpollRegistrant {
     }
 
     private func readUpgraded(_ handler: any UpgradedConnectionHandler) {
-        let result: IOResult<Int>
-        do { result = try Posix.read(fd, loop.scratch) } catch {
-            close()
-            return
-        }
-        switch result {
-        case .wouldBlock:
+        switch readOnce() {
+        case nil, .wouldBlock:
             return
         case .processed(0):
             close()
         case .processed(let n):
             handler.received(Array(loop.scratch[0..<n]), on: UpgradedConnection(loop: loop, connection: self))
+        }
+    }
+
+    /// One read into the loop's scratch buffer; nil when the socket failed (then it is closed).
+    private func readOnce() -> IOResult<Int>? {
+        do { return try Posix.read(fd, loop.scratch) } catch {
+            close()
+            return nil
         }
     }
 

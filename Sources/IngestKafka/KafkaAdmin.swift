@@ -1,4 +1,5 @@
 import CRdKafka
+import Logging
 
 /// Topic administration (create, describe). Blocking calls: use from tools, start-up or tests.
 public final class KafkaAdmin {
@@ -91,5 +92,22 @@ public final class KafkaAdmin {
     /// The number of partitions of `topic`, or 0 when it does not exist.
     public func partitionCount(topic: String, timeoutMilliseconds: Int32 = 5000) throws(KafkaError) -> Int32 {
         try KafkaMetadata.partitionCount(handle: handle, topic: topic, timeoutMilliseconds: timeoutMilliseconds)
+    }
+}
+
+extension KafkaAdmin {
+    /// Start-up's best effort: creates whichever of `specs` are missing and logs what it
+    /// created, or — when the broker cannot be reached or refuses — a warning, and goes on
+    /// (topics may be auto-created, or created by whoever runs the cluster).
+    public static func ensureTopics(_ specs: [TopicSpec], kafka: KafkaClientConfiguration, logger: Logger) {
+        do {
+            let created = try KafkaAdmin(configuration: kafka).createTopics(specs, timeoutMilliseconds: 5000)
+            if !created.isEmpty { logger.info("created topics", metadata: ["kafka.topics": "\(created)"]) }
+        } catch {
+            logger.warning(
+                "could not ensure the topics exist; they will be auto-created if the broker allows it",
+                metadata: ["error": "\(error)"]
+            )
+        }
     }
 }

@@ -27,15 +27,20 @@ struct SpoolCheckpoint {
     /// Opens (creating or upgrading) the checkpoint file in `directory`, holding `sequence`.
     init(directory: String, sequence: UInt64) throws(SpoolError) {
         path = directory + "/acknowledged"
-        if let existing = SpoolLog.readFile(path), existing.count == Self.fileSize {
-            // In place already: opening needs no space (a restart on a full disk works).
-            fd = open(path, O_WRONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw .io("cannot open \(path): \(String(cString: strerror(errno)))") }
-            return
+        // A file in this layout is opened in place (no space needed: a restart on a full disk
+        // works); a missing or first-layout one is written whole first.
+        if SpoolLog.readFile(path)?.count != Self.fileSize {
+            try Self.create(path, directory: directory, sequence: sequence)
         }
+        fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io("cannot open \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Writes the whole file with both slots at `sequence`, synced, renamed into place.
+    private static func create(_ path: String, directory: String, sequence: UInt64) throws(SpoolError) {
         let tmp = path + ".tmp"
-        var bytes = [UInt8](repeating: 0, count: Self.fileSize)
-        for offset in Self.slotOffsets { Self.encode(sequence, into: &bytes, at: Int(offset)) }
+        var bytes = [UInt8](repeating: 0, count: fileSize)
+        for offset in slotOffsets { encode(sequence, into: &bytes, at: Int(offset)) }
         let f = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard f >= 0 else { throw .io("cannot write \(tmp): \(String(cString: strerror(errno)))") }
         let ok = bytes.withUnsafeBytes { Glibc.write(f, $0.baseAddress!, $0.count) } == bytes.count && fsync(f) == 0
@@ -48,8 +53,6 @@ struct SpoolCheckpoint {
         guard rename(tmp, path) == 0, SpoolLog.syncDirectory(directory) else {
             throw .io("cannot make the checkpoint durable: \(String(cString: strerror(errno)))")
         }
-        fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("cannot open \(path): \(String(cString: strerror(errno)))") }
     }
 
     /// Makes `sequence` the durable checkpoint: overwrites one slot in place and syncs.

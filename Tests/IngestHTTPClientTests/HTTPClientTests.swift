@@ -296,14 +296,8 @@ struct HTTPClientTests {
     @Test func tlsIsVerifiedAndAnExtraCAFileIsTrusted() async throws {
         let (dir, key, cert) = try selfSignedCertificate()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let port = Network.freePort()
-        let server = try ChildProcess(
-            executable: "/usr/bin/openssl",
-            arguments: ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key, "-www", "-quiet"],
-            logName: "openssl-s_server"
-        )
+        let (server, port) = try tlsServer(cert: cert, key: key, mode: "-www")
         defer { server.stop() }
-        #expect(Network.waitForPort(port, timeout: 20), "s_server did not start: \(server.output)")
         let url = "https://localhost:\(port)/"
         let untrusting = HTTPClient()
         defer { untrusting.shutdown() }
@@ -329,7 +323,7 @@ struct HTTPClientTests {
 
     /// The byte stream (what the WebSocket client runs on): TLS verified against the system CAs
     /// plus the configured CA file, bytes both ways, a typed TLS error for an untrusted server
-    /// and a clean EOF when the server closes.
+    /// (whose message leaves the URL's path out), and a deadline that passes without data.
     @Test func aByteStreamSpeaksVerifiedTLS() async throws {
         try await onDedicatedThread { try byteStreamOverTLS() }
     }
@@ -337,15 +331,9 @@ struct HTTPClientTests {
     func byteStreamOverTLS() throws {
         let (dir, key, cert) = try selfSignedCertificate()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let port = Network.freePort()
         // -rev: answers every line reversed.
-        let server = try ChildProcess(
-            executable: "/usr/bin/openssl",
-            arguments: ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key, "-rev", "-quiet"],
-            logName: "openssl-s_server-rev"
-        )
+        let (server, port) = try tlsServer(cert: cert, key: key, mode: "-rev")
         defer { server.stop() }
-        #expect(Network.waitForPort(port, timeout: 20), "s_server did not start: \(server.output)")
         let url = "https://localhost:\(port)/channels/secret-channel-id"
         do {
             _ = try ByteStream(url: url, configuration: .init(), connectTimeout: .seconds(10))
@@ -401,4 +389,17 @@ private func selfSignedCertificate() throws -> (dir: URL, key: String, cert: Str
     )
     #expect(make.waitForExit(timeout: 30) == 0, "\(make.output)")
     return (dir, key, cert)
+}
+
+/// `openssl s_server` on a free loopback port with `mode` (`-www`: answers HTTP with a status
+/// page; `-rev`: echoes each line reversed).
+private func tlsServer(cert: String, key: String, mode: String) throws -> (ChildProcess, Int) {
+    let port = Network.freePort()
+    let server = try ChildProcess(
+        executable: "/usr/bin/openssl",
+        arguments: ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key, mode, "-quiet"],
+        logName: "openssl-s_server"
+    )
+    #expect(Network.waitForPort(port, timeout: 20), "s_server did not start: \(server.output)")
+    return (server, port)
 }

@@ -22,16 +22,6 @@ struct BridgeEndToEndTests {
         }
     }
 
-    /// `eventually` for conditions that await.
-    func eventuallyAwaiting(seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        return try await condition()
-    }
-
     @Test func messagesArriveAndEveryOutageIsAGapRecord() async throws {
         let rig = try BridgeRig(heartbeat: .milliseconds(300))
         let (broker, simulator, notifications) = (rig.broker, rig.simulator, rig.notifications)
@@ -109,7 +99,7 @@ struct BridgeEndToEndTests {
         #expect(records.allSatisfy { r in r.key.map { String(decoding: $0, as: UTF8.self) }?.hasPrefix("q") == true })
         #expect(!records.contains { String(decoding: $0.value, as: UTF8.self).contains("WebSocket Heartbeat") })
         var reasons: [String] = []
-        _ = try await eventuallyAwaiting(seconds: 20) {
+        _ = try await eventually(seconds: 20) {
             reasons = try await gaps(broker).compactMap { $0["reason"] as? String }
             return Set(reasons).isSuperset(of: ["startup", "connection-lost", "heartbeat-timeout", "socket-closing"])
         }
@@ -196,7 +186,7 @@ struct BridgeEndToEndTests {
         defer { bridge.killAndWait() }
         let restartedAt = Int64(Date().timeIntervalSince1970 * 1000)
         var startups: [[String: Any]] = []
-        _ = try await eventuallyAwaiting(seconds: 20) {
+        _ = try await eventually(seconds: 20) {
             startups = try await gaps(broker).filter { $0["reason"] as? String == "startup" }
             return startups.count >= 2
         }
@@ -233,7 +223,7 @@ struct BridgeEndToEndTests {
             notifications.publish(topicName: "v2.analytics.queues.q\(i % 2 + 1).observations", eventBody: ["n": i])
         }
         var numbers = Set<Int>()
-        _ = try await eventuallyAwaiting(seconds: 90) {
+        _ = try await eventually(seconds: 90) {
             numbers = Set(
                 try await records(broker, ["genesys.raw.queue"]).compactMap {
                     ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
@@ -273,7 +263,7 @@ struct BridgeEndToEndTests {
         )
         defer { worker.child.killAndWait() }
         var reconciled: [KafkaRecord] = []
-        _ = try await eventuallyAwaiting(seconds: 60) {
+        _ = try await eventually(seconds: 60) {
             reconciled = try await records(broker, ["genesys.raw.queue"]).filter { r in
                 r.headers.contains { $0.name == IngestHeader.reconciledGap }
             }

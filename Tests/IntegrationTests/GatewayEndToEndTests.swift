@@ -334,13 +334,13 @@ struct GatewayEndToEndTests {
 }
 
 /// Polls `condition` for up to `seconds`.
-func eventually(seconds: Double = 10, _ condition: () throws -> Bool) async throws -> Bool {
+func eventually(seconds: Double = 10, _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while ContinuousClock.now < deadline {
-        if try condition() { return true }
+        if try await condition() { return true }
         try await Task.sleep(for: .milliseconds(200))
     }
-    return try condition()
+    return try await condition()
 }
 
 /// Posts signed events from `clients` keep-alive connections (one thread each) for `seconds`,

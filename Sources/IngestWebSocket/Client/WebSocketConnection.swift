@@ -155,10 +155,7 @@ public final class WebSocketConnection: @unchecked Sendable {
                     try send(WebSocketFrame(opcode: .pong, payload: payload), deadline: nil)
                 case .close(let code, _):
                     // Echo the close (RFC 6455 §5.5.1), then the TCP connection ends.
-                    if !closeSent {
-                        let echo = code == 1005 ? [] : WebSocketFrameEncoder.closePayload(code: code, reason: "")
-                        try? send(WebSocketFrame(opcode: .close, payload: echo), deadline: nil)
-                    }
+                    sendClose(code == 1005 ? nil : code, reason: "", deadline: nil)
                     finish()
                 default:
                     break
@@ -190,12 +187,7 @@ public final class WebSocketConnection: @unchecked Sendable {
             finish()
             return
         }
-        if !closeSent {
-            try? send(
-                WebSocketFrame(opcode: .close, payload: WebSocketFrameEncoder.closePayload(code: code, reason: reason)),
-                deadline: ContinuousClock.now + timeout
-            )
-        }
+        sendClose(code, reason: reason, deadline: ContinuousClock.now + timeout)
         let deadline = ContinuousClock.now + timeout
         while !isClosed {
             // Data frames still in flight are dropped; the server's close ends the wait.
@@ -219,16 +211,15 @@ public final class WebSocketConnection: @unchecked Sendable {
 
     /// A protocol violation: close with its code and drop the connection.
     private func failConnection(_ error: WebSocketProtocolError) {
-        if !closeSent {
-            try? send(
-                WebSocketFrame(
-                    opcode: .close,
-                    payload: WebSocketFrameEncoder.closePayload(code: error.closeCode, reason: "")
-                ),
-                deadline: ContinuousClock.now + .seconds(1)
-            )
-        }
+        sendClose(error.closeCode, reason: "", deadline: ContinuousClock.now + .seconds(1))
         finish()
+    }
+
+    /// Our close frame, unless one was sent already (`code` nil: an empty close payload).
+    private func sendClose(_ code: UInt16?, reason: String, deadline: ContinuousClock.Instant?) {
+        guard !closeSent else { return }
+        let payload = code.map { WebSocketFrameEncoder.closePayload(code: $0, reason: reason) } ?? []
+        try? send(WebSocketFrame(opcode: .close, payload: payload), deadline: deadline)
     }
 
     private func finish() {
