@@ -77,9 +77,8 @@ public struct NotificationsAPI: Sendable {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { d in
             let text = try d.singleValueContainer().decode(String.self)
-            let f = ISO8601DateFormatter()
-            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let date = f.date(from: text) ?? ISO8601DateFormatter().date(from: text) { return date }
+            // Our own parser (EventFields): ICU's crashed on malformed input.
+            if let ms = EventFields.isoMilliseconds(text) { return Date(timeIntervalSince1970: Double(ms) / 1000) }
             throw DecodingError.dataCorrupted(
                 .init(codingPath: d.codingPath, debugDescription: "not ISO-8601: \(text)")
             )

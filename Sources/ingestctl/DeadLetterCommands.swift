@@ -43,12 +43,7 @@ struct DLQ: ParsableCommand {
 
         static func parseTime(_ text: String) -> Int64? {
             if let ms = Int64(text) { return ms }
-            let f = ISO8601DateFormatter()
-            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let d = f.date(from: text) ?? ISO8601DateFormatter().date(from: text) {
-                return Int64(d.timeIntervalSince1970 * 1000)
-            }
-            return nil
+            return EventFields.isoMilliseconds(text)
         }
 
         func matches(_ r: KafkaRecord) -> Bool {
