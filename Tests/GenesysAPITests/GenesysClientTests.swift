@@ -2,6 +2,7 @@ import Foundation
 import GenesysSimulator
 import IngestCore
 import IngestStore
+import IngestTesting
 import Logging
 import Testing
 
@@ -52,7 +53,7 @@ private func fastRetries(_ config: inout GenesysClientConfiguration) {
     config.serverErrorBackoffSeconds = Array(repeating: 0.01, count: 12)
 }
 
-@Suite("Genesys API client against the simulator", .serialized)
+@Suite("Genesys API client against the simulator", .serialized, .elasticThreads)
 struct GenesysClientTests {
     @Test func regionsMapToAPIAndLoginHosts() {
         #expect(GenesysRegion.baseURLs(region: "eu-central-1")?.api == "https://api.mypurecloud.de")
@@ -243,7 +244,7 @@ struct GenesysClientTests {
     }
 }
 
-@Suite("Simulator routing endpoints (for the overflow controller)")
+@Suite("Simulator routing endpoints (for the overflow controller)", .elasticThreads)
 struct SimulatorRoutingTests {
     @Test func queueReadModifyWriteMembersAndObservations() async throws {
         let sim = try simulator()

@@ -10,7 +10,7 @@ import Testing
 
 @testable import IngestEnrichment
 
-@Suite("Conversation enrichment", .serialized)
+@Suite("Conversation enrichment", .serialized, .elasticThreads)
 struct EnrichmentTests {
     @Test func derivedFieldsFromTheRealDetailsShape() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

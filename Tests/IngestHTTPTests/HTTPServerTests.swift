@@ -59,7 +59,7 @@ private func get(_ path: String, close: Bool = false) -> [UInt8] {
     RawHTTPClient.request(method: "GET", path: path, close: close)
 }
 
-@Suite("HTTP server over real sockets", .serialized)
+@Suite("HTTP server over real sockets", .serialized, .elasticThreads)
 struct HTTPServerTests {
     @Test func keepAliveServesManyRequestsOnOneConnection() async throws {
         try await withServer { server in

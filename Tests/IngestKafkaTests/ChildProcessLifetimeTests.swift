@@ -8,7 +8,7 @@ import Glibc
 
 /// Regression (issue 10): after a hung test run was killed, 12 brokers, gateways and workers it
 /// had started were still running and holding ports. Children now die with the test process.
-@Suite("Test child processes die with the test run")
+@Suite("Test child processes die with the test run", .elasticThreads)
 struct ChildProcessLifetimeTests {
     static let helperVariable = "INGEST_TEST_CHILD_LIFETIME_HELPER"
 
@@ -56,6 +56,30 @@ struct ChildProcessLifetimeTests {
         }
         #expect(gone, "broker \(brokerPID) outlived the killed test process")
         #expect(!Network.waitForPort(port, timeout: 1), "port \(port) is free again")
+    }
+
+    /// Under `.elasticThreads`, tests that block hold threads of their own: more child tasks
+    /// than the machine has cores, each blocked until all of them have arrived, all get a
+    /// thread (on the cooperative pool, two cores here, the rendezvous can never complete).
+    @Test func blockedTasksEachGetAThread() async {
+        let parties = ProcessInfo.processInfo.activeProcessorCount + 3
+        let arrived = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let completed = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<parties {
+                group.addTask {
+                    arrived.signal()
+                    return release.wait(timeout: .now() + 60) == .success
+                }
+            }
+            group.addTask {
+                for _ in 0..<parties where arrived.wait(timeout: .now() + 60) == .timedOut { return false }
+                for _ in 0..<parties { release.signal() }
+                return true
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(completed == parties + 1, "every blocked task was released")
     }
 
     /// The pid of the process with a listening TCP socket on `port` (from /proc).

@@ -24,7 +24,7 @@ final class ReportCollector: Sendable {
     }
 }
 
-@Suite("librdkafka client", .serialized)
+@Suite("librdkafka client", .serialized, .elasticThreads)
 struct KafkaClientTests {
     @Test func loadedLibrdkafkaIsAtLeastTheCompiledOne() throws {
         #expect(LibrdkafkaVersion.runtimeNumber >= LibrdkafkaVersion.compiledNumber)

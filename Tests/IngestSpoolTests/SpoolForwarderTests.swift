@@ -7,7 +7,7 @@ import Testing
 
 @testable import IngestSpool
 
-@Suite("Spool forwarder: records reach a real broker and the checkpoint follows", .serialized)
+@Suite("Spool forwarder: records reach a real broker and the checkpoint follows", .serialized, .elasticThreads)
 struct SpoolForwarderTests {
     let logger = Logger(label: "spool-forwarder-test")
 
@@ -23,11 +23,7 @@ struct SpoolForwarderTests {
     /// Every record the broker acknowledges is checkpointed, also the ones acknowledged just
     /// after a checkpoint was written (they were once left unwritten until the next advance,
     /// which never came when nothing more arrived: a full spool stayed full).
-    @Test func everyAcknowledgedRecordIsCheckpointedAndItsSegmentsDeleted() async throws {
-        try await onDedicatedThread { try checkpointFollowsAcknowledgements() }
-    }
-
-    func checkpointFollowsAcknowledgements() throws {
+    @Test func everyAcknowledgedRecordIsCheckpointedAndItsSegmentsDeleted() throws {
         let broker = try TansuBroker()
         defer { broker.stop() }
         let kafka = KafkaClientConfiguration(bootstrapServers: broker.bootstrap)

@@ -1,5 +1,6 @@
 import Foundation
 import IngestCore
+import IngestTesting
 import Logging
 import Testing
 
@@ -57,7 +58,7 @@ func segmentFiles(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".spool") }.sorted()
 }
 
-@Suite("Spool write-ahead log: group commit, recovery, checkpoints")
+@Suite("Spool write-ahead log: group commit, recovery, checkpoints", .elasticThreads)
 struct SpoolLogTests {
     let logger = Logger(label: "spool-test")
 

@@ -9,7 +9,7 @@ import Testing
 /// (performance) and 12/13 (compression, which the client does not offer) are left out.
 /// Autobahn runs under Python 2.7 (`Scripts/install-deps` installs it when pyenv's 2.7.18 is
 /// there); without it the test says so and does not run.
-@Suite("WebSocket client conformance (Autobahn|Testsuite)", .serialized)
+@Suite("WebSocket client conformance (Autobahn|Testsuite)", .serialized, .elasticThreads)
 struct AutobahnConformanceTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
@@ -26,11 +26,7 @@ struct AutobahnConformanceTests {
         return nil
     }
 
-    @Test func sectionsOneToSevenPass() async throws {
-        try await onDedicatedThread { try runSuite() }
-    }
-
-    func runSuite() throws {
+    @Test func sectionsOneToSevenPass() throws {
         let wstest = Self.root + "/.run/autobahn/wstest"
         guard FileManager.default.isExecutableFile(atPath: wstest) else {
             print("Autobahn|Testsuite not installed (needs pyenv's Python 2.7.18; see Scripts/install-deps): not run")

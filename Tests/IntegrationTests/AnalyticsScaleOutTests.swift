@@ -188,7 +188,11 @@ final class AnalyticsCluster {
 /// The store the scale-out tests share between instances: PostgreSQL when configured.
 var sharedStoreKind: StoreKind { StoreKind.available.contains(.postgres) ? .postgres : .sqlite }
 
-@Suite("Queue analytics scaled out: per-queue ownership through partitioning (real processes)", .serialized)
+@Suite(
+    "Queue analytics scaled out: per-queue ownership through partitioning (real processes)",
+    .serialized,
+    .elasticThreads
+)
 struct AnalyticsScaleOutTests {
     func checkAgainstTruth(_ figures: [String: QueueFigures], _ truth: KnownWaits, scale: Int) {
         for queue in KnownWaits.queues {

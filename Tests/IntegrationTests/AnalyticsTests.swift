@@ -46,7 +46,7 @@ func rank(of v: Double, in values: [Double]) -> Double {
     Double(values.filter { $0 <= v }.count) / Double(values.count)
 }
 
-@Suite("Queue wait analytics: parsing, delivery, engine")
+@Suite("Queue wait analytics: parsing, delivery, engine", .elasticThreads)
 struct AnalyticsUnitTests {
     @Test func readsAcdEndFromTheGeneratorsEnvelope() throws {
         let body = TrafficGenerator.envelope(
@@ -147,7 +147,7 @@ struct AnalyticsUnitTests {
             .init(transition: trigger, severity: "critical", summary: "slow", details: ["p90": "130"])
         )
         await notifier.enqueue(.init(transition: resolve, severity: "critical", summary: "slow", details: [:]))
-        while await notifier.pending > 0 && ContinuousClock.now - started < .seconds(20) {
+        while await notifier.pending > 0 && ContinuousClock.now - started < .seconds(120) {
             try await Task.sleep(for: .milliseconds(50))
         }
         let events = simulator.receiver.pagerDutyEvents
@@ -192,7 +192,7 @@ struct AnalyticsUnitTests {
         #expect(await exporter.bufferedPoints == 100)
         #expect(metricValues(registry.text, "genesys_analytics_tsdb_points_dropped_total") == [50])
         let started = ContinuousClock.now
-        while await exporter.bufferedPoints > 0 && ContinuousClock.now - started < .seconds(20) {
+        while await exporter.bufferedPoints > 0 && ContinuousClock.now - started < .seconds(120) {
             await exporter.flush()
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -247,7 +247,7 @@ struct AnalyticsUnitTests {
 
 /// A closed interval's final summary is published once: a restarted engine that rebuilds the
 /// same waits finds the interval already published (claimed in the store) and skips it.
-@Suite("Queue wait analytics: final interval summaries", .serialized)
+@Suite("Queue wait analytics: final interval summaries", .serialized, .elasticThreads)
 struct AnalyticsIntervalSummaryTests {
     @Test func closedIntervalIsPublishedOnceAcrossRestarts() async throws {
         let broker = try TansuBroker()
@@ -365,7 +365,11 @@ func within(_ seconds: Double, _ condition: () async throws -> Bool) async rethr
     return try await condition()
 }
 
-@Suite("Queue wait analytics end to end: generator, gateway, worker processes, simulator receivers", .serialized)
+@Suite(
+    "Queue wait analytics end to end: generator, gateway, worker processes, simulator receivers",
+    .serialized,
+    .elasticThreads
+)
 struct AnalyticsEndToEndTests {
     /// Known injected waits come out as percentiles within the stated error on `/metrics` and in
     /// `genesys.queue.metrics`; a surge on one queue triggers exactly one PagerDuty trigger

@@ -9,15 +9,14 @@ import Testing
 
 /// The notification bridge as a real process: the simulator's notification service (REST and
 /// WebSocket on our own HTTP server) → `ingest-bridge` → spool → a real broker.
-@Suite("Notification bridge: WebSocket → Kafka, gaps recorded (real processes)", .serialized)
+@Suite("Notification bridge: WebSocket → Kafka, gaps recorded (real processes)", .serialized, .elasticThreads)
 struct BridgeEndToEndTests {
-    /// Reading Kafka blocks (until the topic is idle): done off the cooperative pool.
-    func records(_ broker: TansuBroker, _ topics: [String], expected: Int? = nil) async throws -> [KafkaRecord] {
-        try await onDedicatedThread { try readRecords(broker, topics: topics, expected: expected) }
+    func records(_ broker: TansuBroker, _ topics: [String], expected: Int? = nil) throws -> [KafkaRecord] {
+        try readRecords(broker, topics: topics, expected: expected)
     }
 
-    func gaps(_ broker: TansuBroker) async throws -> [[String: Any]] {
-        try await records(broker, ["genesys.ingest.gaps"]).compactMap {
+    func gaps(_ broker: TansuBroker) throws -> [[String: Any]] {
+        try records(broker, ["genesys.ingest.gaps"]).compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.value)) as? [String: Any]
         }
     }
@@ -86,7 +85,7 @@ struct BridgeEndToEndTests {
         try await Task.sleep(for: .milliseconds(300))
         publish(70..<80)
 
-        let records = try await records(broker, ["genesys.raw.queue"], expected: 80)
+        let records = try records(broker, ["genesys.raw.queue"], expected: 80)
         let numbers = Set(
             records.compactMap {
                 ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
@@ -100,7 +99,7 @@ struct BridgeEndToEndTests {
         #expect(!records.contains { String(decoding: $0.value, as: UTF8.self).contains("WebSocket Heartbeat") })
         var reasons: [String] = []
         _ = try await eventually(seconds: 20) {
-            reasons = try await gaps(broker).compactMap { $0["reason"] as? String }
+            reasons = try gaps(broker).compactMap { $0["reason"] as? String }
             return Set(reasons).isSuperset(of: ["startup", "connection-lost", "heartbeat-timeout", "socket-closing"])
         }
         #expect(
@@ -114,7 +113,7 @@ struct BridgeEndToEndTests {
         #expect(metrics.contains("ingest_bridge_rejected_topics 1"))
         #expect(metrics.contains("ingest_bridge_topic_permitted{topic=\"v2.forbidden.topic\"} 0"), "\(metrics)")
         #expect(metrics.contains("ingest_bridge_topic_permitted{topic=\"v2.analytics.queues.q1.observations\"} 1"))
-        for gap in try await gaps(broker) {
+        for gap in try gaps(broker) {
             let from = gap["from"] as? Int64 ?? 0
             let to = gap["to"] as? Int64 ?? 0
             #expect(from > 0 && to >= from, "a gap has an interval: \(gap)")
@@ -155,7 +154,7 @@ struct BridgeEndToEndTests {
         }
         let rotations = bridge.output.components(separatedBy: "channel rotated before it expired").count - 1
         #expect(rotations >= 2, "channels were rotated: \(rotations); \(bridge.output.suffix(2000))")
-        let records = try await records(broker, ["genesys.raw.queue"], expected: published)
+        let records = try records(broker, ["genesys.raw.queue"], expected: published)
         let numbers = records.compactMap {
             ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
                 ($0["eventBody"] as? [String: Any])?["n"] as? Int
@@ -163,7 +162,7 @@ struct BridgeEndToEndTests {
         }
         #expect(Set(numbers) == Set(0..<published), "nothing lost: \(Set(numbers).count) of \(published)")
         #expect(numbers.count == Set(numbers).count, "nothing twice: \(numbers.count - Set(numbers).count) repeats")
-        let reasons = try await gaps(broker).compactMap { $0["reason"] as? String }
+        let reasons = try gaps(broker).compactMap { $0["reason"] as? String }
         #expect(reasons == ["startup"], "a rotation is not a gap: \(reasons)")
         await simulator.stop()
     }
@@ -187,7 +186,7 @@ struct BridgeEndToEndTests {
         let restartedAt = Int64(Date().timeIntervalSince1970 * 1000)
         var startups: [[String: Any]] = []
         _ = try await eventually(seconds: 20) {
-            startups = try await gaps(broker).filter { $0["reason"] as? String == "startup" }
+            startups = try gaps(broker).filter { $0["reason"] as? String == "startup" }
             return startups.count >= 2
         }
         let last = try #require(startups.last, "start-up gaps: \(startups)")
@@ -195,7 +194,7 @@ struct BridgeEndToEndTests {
         let to = last["to"] as? Int64 ?? 0
         #expect(from <= killedAt && from >= killedAt - 4000, "the gap starts when the bridge last received: \(last)")
         #expect(to >= restartedAt, "and ends once the new one is subscribed: \(last)")
-        let users = try await records(broker, ["genesys.raw.user"], expected: 10)
+        let users = try records(broker, ["genesys.raw.user"], expected: 10)
         #expect(users.count >= 10, "what was spooled before the kill reached Kafka: \(users.count)")
         await simulator.stop()
     }
@@ -225,7 +224,7 @@ struct BridgeEndToEndTests {
         var numbers = Set<Int>()
         _ = try await eventually(seconds: 90) {
             numbers = Set(
-                try await records(broker, ["genesys.raw.queue"]).compactMap {
+                try records(broker, ["genesys.raw.queue"]).compactMap {
                     ((try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any]).flatMap {
                         ($0["eventBody"] as? [String: Any])?["n"] as? Int
                     }
@@ -264,7 +263,7 @@ struct BridgeEndToEndTests {
         defer { worker.child.killAndWait() }
         var reconciled: [KafkaRecord] = []
         _ = try await eventually(seconds: 60) {
-            reconciled = try await records(broker, ["genesys.raw.queue"]).filter { r in
+            reconciled = try records(broker, ["genesys.raw.queue"]).filter { r in
                 r.headers.contains { $0.name == IngestHeader.reconciledGap }
             }
             return reconciled.count >= 2

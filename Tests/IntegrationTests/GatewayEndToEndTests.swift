@@ -15,7 +15,7 @@ import IngestWorker
 import Synchronization
 import Testing
 
-@Suite("Gateway end to end: real gateway process, real Tansu broker", .serialized)
+@Suite("Gateway end to end: real gateway process, real Tansu broker", .serialized, .elasticThreads)
 struct GatewayEndToEndTests {
     @Test func signedEventsLandExactlyOnceUntouchedWithRoutingKeysAndHeaders() throws {
         let broker = try TansuBroker()

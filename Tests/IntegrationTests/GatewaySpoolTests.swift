@@ -104,7 +104,7 @@ final class OrderedLoad: @unchecked Sendable {
     }
 }
 
-@Suite("Gateway spool mode: 202 after fsync, Kafka outages ridden out (real processes)", .serialized)
+@Suite("Gateway spool mode: 202 after fsync, Kafka outages ridden out (real processes)", .serialized, .elasticThreads)
 struct GatewaySpoolTests {
     func spoolEnvironment(_ dir: String) -> [String: String] {
         ["INGEST_DELIVERY_MODE": "spool", "INGEST_SPOOL_DIR": dir]

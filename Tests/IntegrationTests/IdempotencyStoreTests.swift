@@ -1,5 +1,6 @@
 import Foundation
 import IngestCore
+import IngestTesting
 import Testing
 
 @testable import IngestStore
@@ -33,7 +34,7 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
     }
 }
 
-@Suite("Idempotency stores (SQLite and PostgreSQL)")
+@Suite("Idempotency stores (SQLite and PostgreSQL)", .elasticThreads)
 struct IdempotencyStoreTests {
     @Test(arguments: StoreKind.available)
     func claimCompleteThenDuplicateWithinTheWindow(kind: StoreKind) async throws {

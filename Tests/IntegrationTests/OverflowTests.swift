@@ -143,7 +143,7 @@ struct OverflowScenario {
     }
 }
 
-@Suite("Queue overflow controller against the simulator (real worker processes)", .serialized)
+@Suite("Queue overflow controller against the simulator (real worker processes)", .serialized, .elasticThreads)
 struct OverflowControllerTests {
     /// Surge → verified → members added and routing changed → calm → reverted: the queue ends
     /// exactly as it started, each write happened once, and the audit tells the story.

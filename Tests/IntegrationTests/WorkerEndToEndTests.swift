@@ -157,7 +157,11 @@ func readWhenPresent(
     return records
 }
 
-@Suite("Worker end to end: real worker processes, real Tansu broker, SQLite and PostgreSQL", .serialized)
+@Suite(
+    "Worker end to end: real worker processes, real Tansu broker, SQLite and PostgreSQL",
+    .serialized,
+    .elasticThreads
+)
 struct WorkerEndToEndTests {
     @Test(arguments: StoreKind.available)
     func duplicateDeliveriesGiveOneSideEffectEach(kind: StoreKind) async throws {
