@@ -139,7 +139,7 @@ let package = Package(
             ]
         ),
         .target(name: "IngestLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
-        .target(name: "IngestTesting", dependencies: ["IngestCore", "IngestCrypto", "CSystemShims"]),
+        .target(name: "IngestTesting", dependencies: ["IngestCore", "IngestCrypto", "IngestStore", "CSystemShims"]),
 
         // Thin executables: parse configuration, bootstrap, run.
         .executableTarget(
@@ -188,6 +188,8 @@ let package = Package(
         .testTarget(name: "IngestOverflowTests", dependencies: ["IngestOverflow", "IngestCore"]),
         .testTarget(name: "IngestCryptoTests", dependencies: ["IngestCrypto", "IngestCore"]),
         .testTarget(name: "IngestKafkaTests", dependencies: ["IngestKafka", "IngestTesting"]),
+        // The stores on both SQLite and PostgreSQL (real PostgreSQL when INGEST_TEST_POSTGRES_URL is set).
+        .testTarget(name: "IngestStoreTests", dependencies: ["IngestStore", "IngestCore", "IngestTesting"]),
         .testTarget(name: "IngestSpoolTests", dependencies: ["IngestSpool", "IngestKafka", "IngestTesting"]),
         .testTarget(
             name: "GenesysAPITests",

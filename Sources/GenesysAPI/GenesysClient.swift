@@ -123,9 +123,9 @@ actor OAuthTokenCache {
                 correlationID: correlation
             )
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let value = object["access_token"] as? String,
-            let expiresIn = (object["expires_in"] as? NSNumber)?.doubleValue,
+        guard let object = try? JSONValue.parse(data),
+            let value = object["access_token"]?.stringValue,
+            let expiresIn = object["expires_in"]?.numberValue,
             // From the wire: a lifetime Genesys could issue (5 min – 48 h; tests use seconds).
             expiresIn.isFinite, expiresIn >= 1, expiresIn <= 30 * 86_400
         else {
@@ -297,38 +297,38 @@ public final class GenesysClient: Sendable {
     }
 
     private static func message(_ data: Data) -> String {
-        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let message = object["message"] as? String
-        {
-            return message
-        }
+        if let message = (try? JSONValue.parse(data))?["message"]?.stringValue { return message }
         return String(decoding: data.prefix(200), as: UTF8.self)
     }
 
     // MARK: - Conversation details
 
-    /// Details of several conversations in one call (`GET …/details?id=a,b,c`, ≤ 100 ids).
-    /// Conversations Genesys does not have yet are simply absent from the result.
-    public func conversationDetails(ids: [String]) async throws -> [[String: Any]] {
+    /// Details of several conversations in one call (`GET …/details?id=a,b,c`, ≤ 100 ids),
+    /// each a JSON object as Genesys sent it. Conversations Genesys does not have yet are simply
+    /// absent from the result.
+    public func conversationDetails(ids: [String]) async throws -> [JSONValue] {
         precondition(ids.count <= 100, "at most 100 ids per multi-get")
         let list = ids.map { $0.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? $0 }.joined(
             separator: ","
         )
         let response = try await request("GET", "/api/v2/analytics/conversations/details?id=\(list)")
-        guard let object = try JSONSerialization.jsonObject(with: response.body) as? [String: Any] else {
+        let object = try JSONValue.parse(response.body)
+        guard object.objectValue != nil else {
             throw GenesysAPIError.client(
                 status: response.status,
                 message: "unexpected details body",
                 correlationID: response.correlationID
             )
         }
-        return object["conversations"] as? [[String: Any]] ?? []
+        return object["conversations"]?.elements.filter { $0.objectValue != nil } ?? []
     }
 
-    /// Details of one conversation (`GET /api/v2/analytics/conversations/{id}/details`).
-    public func conversationDetails(id: String) async throws -> [String: Any] {
+    /// Details of one conversation (`GET /api/v2/analytics/conversations/{id}/details`), a JSON
+    /// object as Genesys sent it.
+    public func conversationDetails(id: String) async throws -> JSONValue {
         let response = try await request("GET", "/api/v2/analytics/conversations/\(id)/details")
-        guard let object = try JSONSerialization.jsonObject(with: response.body) as? [String: Any] else {
+        let object = try JSONValue.parse(response.body)
+        guard object.objectValue != nil else {
             throw GenesysAPIError.client(
                 status: response.status,
                 message: "unexpected details body",

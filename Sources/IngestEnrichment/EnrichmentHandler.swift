@@ -97,7 +97,7 @@ public final class EnrichmentHandler: EventHandler {
 
     public func handle(_ event: WorkerEvent) async throws(HandlerFailure) -> [SideEffect] {
         guard let id = event.conversationID else { throw .poison("no conversation id") }
-        let details: [String: Any]?
+        let details: JSONValue?
         do {
             details = try await fetcher.details(for: id).value
         } catch let error as GenesysAPIError {
@@ -110,18 +110,20 @@ public final class EnrichmentHandler: EventHandler {
         } catch {
             throw .retryable("\(error)")
         }
-        guard let details, details["conversationEnd"] != nil else {
+        guard let details, let end = details["conversationEnd"]?.stringValue else {
             throw .delay(
                 "details of \(id) not available yet",
                 afterMilliseconds: configuration.notAvailableRetryMilliseconds
             )
         }
-        let record: [String: Any] = [
-            "conversationId": id, "derived": DerivedFields.compute(details), "details": details,
-            "enrichedAt": ISO8601DateFormatter().string(from: Date()),
-        ]
+        let record = EnrichedConversation(
+            conversationId: id,
+            derived: DerivedFields(details: details),
+            details: details,
+            enrichedAt: ISO8601DateFormatter().string(from: Date())
+        )
         let body: Data
-        do { body = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) } catch {
+        do { body = try EnrichedConversation.encoder.encode(record) } catch {
             throw .poison("details are not serializable: \(error)")
         }
         do {
@@ -138,7 +140,7 @@ public final class EnrichmentHandler: EventHandler {
         } catch {
             throw .retryable("publishing enriched record failed: \(error.message)")
         }
-        if let table, let end = details["conversationEnd"] as? String {
+        if let table {
             do {
                 try await table.upsertEnrichedConversation(
                     id: id,
@@ -153,39 +155,68 @@ public final class EnrichmentHandler: EventHandler {
     }
 }
 
-/// Fields derived from conversation details.
-public enum DerivedFields {
-    public static func compute(_ details: [String: Any]) -> [String: Any] {
+/// A record of `genesys.conversations.enriched`: the details as Genesys sent them, with the
+/// fields derived from them.
+struct EnrichedConversation: Encodable {
+    var conversationId: String
+    var derived: DerivedFields
+    var details: JSONValue
+    var enrichedAt: String
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+}
+
+/// Fields derived from conversation details (absent metrics are left out of the record).
+public struct DerivedFields: Codable, Equatable, Sendable {
+    public var queueIds: [String]
+    public var agentIds: [String]
+    public var abandoned: Bool
+    public var tAcdMs: Int?
+    public var talkMs: Int?
+    public var holdMs: Int?
+    public var handleMs: Int?
+    public var mediaType: String?
+    public var direction: String?
+
+    public init(details: JSONValue) {
         var metrics: [String: Double] = [:]
         var queueIDs = Set<String>()
         var agentIDs = Set<String>()
         var mediaType: String?
-        for participant in details["participants"] as? [[String: Any]] ?? [] {
-            if participant["purpose"] as? String == "agent", let user = participant["userId"] as? String {
+        for participant in details["participants"]?.elements ?? [] {
+            if participant["purpose"]?.stringValue == "agent", let user = participant["userId"]?.stringValue {
                 agentIDs.insert(user)
             }
-            for session in participant["sessions"] as? [[String: Any]] ?? [] {
-                if mediaType == nil { mediaType = session["mediaType"] as? String }
-                for segment in session["segments"] as? [[String: Any]] ?? [] {
-                    if let q = segment["queueId"] as? String { queueIDs.insert(q) }
+            for session in participant["sessions"]?.elements ?? [] {
+                if mediaType == nil { mediaType = session["mediaType"]?.stringValue }
+                for segment in session["segments"]?.elements ?? [] {
+                    if let q = segment["queueId"]?.stringValue { queueIDs.insert(q) }
                 }
-                for metric in session["metrics"] as? [[String: Any]] ?? [] {
-                    guard let name = metric["name"] as? String, let value = (metric["value"] as? NSNumber)?.doubleValue
+                for metric in session["metrics"]?.elements ?? [] {
+                    guard let name = metric["name"]?.stringValue, let value = metric["value"]?.numberValue,
+                        value.isFinite
                     else { continue }
                     metrics[name, default: 0] += value
                 }
             }
         }
-        var out: [String: Any] = [
-            "queueIds": queueIDs.sorted(), "agentIds": agentIDs.sorted(), "abandoned": metrics["tAbandon"] != nil,
-        ]
-        out["tAcdMs"] = metrics["tAcd"].map { Int($0) }
-        out["talkMs"] = metrics["tTalk"].map { Int($0) }
-        out["holdMs"] = metrics["tHeld"].map { Int($0) }
-        out["handleMs"] = metrics["tHandle"].map { Int($0) }
-        out["mediaType"] = mediaType
-        out["direction"] = details["originatingDirection"]
-        return out
+        /// Milliseconds from the wire: whole and within range, or left out.
+        func milliseconds(_ name: String) -> Int? {
+            metrics[name].flatMap { Int(exactly: $0.rounded()) }
+        }
+        self.queueIds = queueIDs.sorted()
+        self.agentIds = agentIDs.sorted()
+        self.abandoned = metrics["tAbandon"] != nil
+        self.tAcdMs = milliseconds("tAcd")
+        self.talkMs = milliseconds("tTalk")
+        self.holdMs = milliseconds("tHeld")
+        self.handleMs = milliseconds("tHandle")
+        self.mediaType = mediaType
+        self.direction = details["originatingDirection"]?.stringValue
     }
 }
 
@@ -197,9 +228,9 @@ public enum DerivedFields {
 /// accumulate, so under load every request carries close to 100 ids; a partial batch goes out
 /// once the collection window has passed.
 public actor DetailsBatcher {
-    /// A fetch result that can cross concurrency domains (JSON objects are immutable here).
-    public struct Details: @unchecked Sendable {
-        public var value: [String: Any]?
+    /// A fetch result: the conversation's details, or none when Genesys does not have them yet.
+    public struct Details: Sendable {
+        public var value: JSONValue?
     }
 
     private let client: GenesysClient
@@ -265,7 +296,7 @@ public actor DetailsBatcher {
             var found: [String: Details] = [:]
             do {
                 for c in try await client.conversationDetails(ids: ids) {
-                    if let id = c["conversationId"] as? String { found[id] = Details(value: c) }
+                    if let id = c["conversationId"]?.stringValue { found[id] = Details(value: c) }
                 }
             } catch GenesysAPIError.client {
                 // The multi-get was refused: fetch one by one.

@@ -104,7 +104,7 @@ struct GenesysClientTests {
         _ = try await api.conversationDetails(id: "c-1")
         sim.revokeTokens()
         let details = try await api.conversationDetails(id: "c-1")
-        #expect(details["conversationId"] as? String == "c-1")
+        #expect(details["conversationId"]?.stringValue == "c-1")
         #expect(sim.statistics.tokensIssued == 2)
         await sim.stop()
     }
@@ -198,7 +198,7 @@ struct GenesysClientTests {
         #expect(try await api.conversationDetails(ids: ["c-late"]).isEmpty, "not available yet")
         try await Task.sleep(for: .milliseconds(800))
         let found = try await api.conversationDetails(ids: ["c-late", "unknown"])
-        #expect(found.map { $0["conversationId"] as? String } == ["c-late"])
+        #expect(found.map { $0["conversationId"]?.stringValue } == ["c-late"])
         await sim.stop()
     }
 

@@ -17,17 +17,40 @@ struct EnrichmentTests {
             .appendingPathComponent(
                 "Fixtures/genesys/rest.analytics.conversations.details.query.conversation-element.json"
             )
-        let details = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-        let derived = DerivedFields.compute(details)
-        #expect(derived["tAcdMs"] as? Int == 11179)
-        #expect(derived["talkMs"] as? Int == 374_561)
-        #expect(derived["holdMs"] as? Int == 544_176)
-        #expect(derived["handleMs"] as? Int == 918_737)
-        #expect(derived["queueIds"] as? [String] == ["a623d83c-96d7-4baa-af1f-d46ad6700d8b"])
-        #expect(derived["agentIds"] as? [String] == ["50fcd33c-f432-4726-abc9-979f3ca01555"])
-        #expect(derived["abandoned"] as? Bool == false)
-        #expect(derived["mediaType"] as? String == "chat")
-        #expect(derived["direction"] as? String == "inbound")
+        let derived = DerivedFields(details: try JSONValue.parse(Data(contentsOf: url)))
+        #expect(derived.tAcdMs == 11179)
+        #expect(derived.talkMs == 374_561)
+        #expect(derived.holdMs == 544_176)
+        #expect(derived.handleMs == 918_737)
+        #expect(derived.queueIds == ["a623d83c-96d7-4baa-af1f-d46ad6700d8b"])
+        #expect(derived.agentIds == ["50fcd33c-f432-4726-abc9-979f3ca01555"])
+        #expect(derived.abandoned == false)
+        #expect(derived.mediaType == "chat")
+        #expect(derived.direction == "inbound")
+    }
+
+    /// Metric values are integers from the wire: one too large for an Int, or not a number,
+    /// is left out instead of trapping the worker.
+    @Test func outOfRangeMetricsAreLeftOut() {
+        let details: JSONValue = [
+            "participants": [
+                [
+                    "purpose": "acd",
+                    "sessions": [
+                        [
+                            "mediaType": "voice",
+                            "metrics": [
+                                ["name": "tAcd", "value": 1e300], ["name": "tTalk", "value": "12"],
+                                ["name": "tHeld", "value": 2500],
+                            ],
+                        ]
+                    ],
+                ]
+            ]
+        ]
+        let derived = DerivedFields(details: details)
+        #expect(derived.tAcdMs == nil && derived.talkMs == nil && derived.holdMs == 2500)
+        #expect(derived.mediaType == "voice" && derived.abandoned == false)
     }
 
     /// Generator → gateway → Kafka → enrichment worker → enriched topic. Details appear 1.5 s

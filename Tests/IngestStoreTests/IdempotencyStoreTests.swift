@@ -5,35 +5,6 @@ import Testing
 
 @testable import IngestStore
 
-func temporaryDatabase() -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("ingest-store-\(UUID().uuidString).sqlite").path
-}
-
-/// The PostgreSQL test database (Scripts/test starts one and exports this variable).
-let testPostgresURL = ProcessInfo.processInfo.environment["INGEST_TEST_POSTGRES_URL"]
-
-/// Which store a test runs against; PostgreSQL cases run when `INGEST_TEST_POSTGRES_URL` is set.
-enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
-    case sqlite, postgres
-
-    var testDescription: String { rawValue }
-
-    static var available: [StoreKind] { testPostgresURL == nil ? [.sqlite] : allCases }
-
-    /// A fresh, empty store; `sharing` names one to open a second connection to.
-    func make(sharing location: String? = nil) throws -> (store: any IdempotencyStore, location: String) {
-        switch self {
-        case .sqlite:
-            let path = location ?? temporaryDatabase()
-            return (try SQLiteIdempotencyStore(path: path), path)
-        case .postgres:
-            let schema =
-                location ?? "t_" + UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "")
-            return (try PostgresIdempotencyStore(url: testPostgresURL!, schema: schema), schema)
-        }
-    }
-}
-
 @Suite("Idempotency stores (SQLite and PostgreSQL)", .elasticThreads)
 struct IdempotencyStoreTests {
     @Test(arguments: StoreKind.available)
