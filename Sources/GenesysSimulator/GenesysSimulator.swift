@@ -43,7 +43,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     }
 
     struct Conversation {
-        var details: [String: Any]
+        var details: JSONValue
         var availableAt: ContinuousClock.Instant
     }
 
@@ -52,7 +52,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         /// Request times in the current window, per OAuth client (all its tokens share it).
         var requests: [ContinuousClock.Instant] = []
         var conversations: [String: Conversation] = [:]
-        var queues: [String: [String: Any]] = [:]
+        var queues: [String: [String: JSONValue]] = [:]
         var members: [String: Set<String>] = [:]
         /// Live queue observations by queue id: oWaiting, oInteracting, oLongestWaiting (ms).
         var observations: [String: (waiting: Int, interacting: Int, longestWaitingMs: Int)] = [:]
@@ -116,14 +116,14 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     // MARK: - Data for tests, demos and the traffic generator
 
     /// Registers a conversation's details; they become visible after the configured delay.
-    public func addConversation(_ details: [String: Any]) {
-        guard let id = details["conversationId"] as? String else { return }
+    public func addConversation(_ details: JSONValue) {
+        guard let id = details["conversationId"]?.stringValue else { return }
         let available = ContinuousClock.now + .milliseconds(configuration.detailsDelayMilliseconds)
         state.withLock { $0.value.conversations[id] = Conversation(details: details, availableAt: available) }
     }
 
-    public func addQueue(_ queue: [String: Any]) {
-        guard let id = queue["id"] as? String else { return }
+    public func addQueue(_ queue: [String: JSONValue]) {
+        guard let id = queue["id"]?.stringValue else { return }
         state.withLock { $0.value.queues[id] = queue }
     }
 
@@ -142,8 +142,9 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         ]
         for (i, (id, name)) in queues.enumerated() {
             addQueue([
-                "id": id, "name": name, "description": "\(name) (simulated)", "dateModified": Self.timestamp(),
-                "skillEvaluationMethod": "BEST", "conditionalGroupRouting": ["rules": [] as [Any]],
+                "id": .string(id), "name": .string(name), "description": .string("\(name) (simulated)"),
+                "dateModified": .string(Self.timestamp()), "skillEvaluationMethod": "BEST",
+                "conditionalGroupRouting": ["rules": []],
                 "acwSettings": ["wrapupPrompt": "OPTIONAL", "timeoutMs": 30000],
             ])
             setMembers(id, Set(agentIDs.dropFirst(i * 3).prefix(5)))
@@ -157,16 +158,16 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     }
 
     /// The stored queue object.
-    public func queue(_ id: String) -> [String: Any]? {
+    public func queue(_ id: String) -> [String: JSONValue]? {
         state.withLock { $0.value.queues[id] }
     }
 
     /// A person editing the queue in the admin UI: `edit` changes it, `dateModified` moves on.
-    public func editQueue(_ id: String, _ edit: (inout [String: Any]) -> Void) {
+    public func editQueue(_ id: String, _ edit: (inout [String: JSONValue]) -> Void) {
         state.withLock { box in
             guard var q = box.value.queues[id] else { return }
             edit(&q)
-            q["dateModified"] = Self.timestamp()
+            q["dateModified"] = .string(Self.timestamp())
             box.value.queues[id] = q
         }
     }
@@ -274,6 +275,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     }
 
     private static func json(_ status: HTTPStatus, _ object: Any, headers: [(String, String)] = []) -> HTTPResponse {
+        let object = (object as? JSONValue)?.foundationObject ?? object
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return HTTPResponse(
             status: status,
@@ -396,7 +398,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     private func api(_ request: HTTPRequest, path: String) -> HTTPResponse {
         let parts = path.split(separator: "/").map(String.init)  // ["api","v2",...]
         let now = ContinuousClock.now
-        func available(_ id: String) -> [String: Any]? {
+        func available(_ id: String) -> JSONValue? {
             state.withLock { box in
                 guard let c = box.value.conversations[id], c.availableAt <= now else { return nil }
                 return c.details
@@ -416,7 +418,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             let ids = Self.query(request.target)["id"]?.split(separator: ",").map(String.init) ?? []
             guard !ids.isEmpty else { return Self.json(.badRequest, ["message": "id is required", "status": 400]) }
             guard ids.count <= 100 else { return Self.json(.badRequest, ["message": "too many ids", "status": 400]) }
-            return Self.json(.ok, ["conversations": ids.compactMap(available)])
+            return Self.json(.ok, ["conversations": ids.compactMap(available).map(\.foundationObject)])
         case ("GET", let p) where p.count == 4 && p[0] == "analytics" && p[1] == "conversations" && p[3] == "details":
             guard let details = available(p[2]) else {
                 return Self.json(.notFound, ["message": "Conversation not found", "code": "not.found", "status": 404])
@@ -453,11 +455,11 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             let iso = ISO8601DateFormatter()
             iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             let plain = ISO8601DateFormatter()
-            let visible: [[String: Any]] = state.withLock { box in
+            let visible: [JSONValue] = state.withLock { box in
                 box.value.conversations.values.filter { $0.availableAt <= now }.map(\.details)
             }
-            let all: [(Date, [String: Any])] = visible.compactMap { details in
-                guard let text = details["conversationStart"] as? String,
+            let all: [(Date, JSONValue)] = visible.compactMap { details in
+                guard let text = details["conversationStart"]?.stringValue,
                     let start = iso.date(from: text) ?? plain.date(from: text), range.contains(start)
                 else { return nil }
                 return (start, details)
@@ -466,7 +468,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             let first = min(sorted.count, (pageNumber - 1) * pageSize)
             let page = Array(sorted[first..<min(sorted.count, first + pageSize)])
             var answer: [String: Any] = ["totalHits": sorted.count]
-            if !page.isEmpty { answer["conversations"] = page }
+            if !page.isEmpty { answer["conversations"] = page.map(\.foundationObject) }
             return Self.json(.ok, answer)
         case ("POST", ["analytics", "queues", "observations", "query"]):
             // {"filter":{"type":"or","predicates":[{"dimension":"queueId","value":"…"}]},"metrics":[…]}
@@ -492,25 +494,25 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             guard let queue = state.withLock({ $0.value.queues[p[2]] }) else {
                 return Self.json(.notFound, ["message": "Queue not found", "status": 404])
             }
-            return Self.json(.ok, queue)
+            return Self.json(.ok, JSONValue.object(queue))
         case ("PUT", let p) where p.count == 3 && p[0] == "routing" && p[1] == "queues":
-            guard var body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any] else {
+            guard var body = JSONValue.object(from: request.body) else {
                 return Self.json(.badRequest, ["message": "invalid body", "status": 400])
             }
             // QueueRequest requires `name` (the SDK model marks it required; Genesys answers 400).
-            guard let name = body["name"] as? String, !name.isEmpty else {
+            guard let name = body["name"]?.stringValue, !name.isEmpty else {
                 return Self.json(.badRequest, ["message": "name is required", "code": "bad.request", "status": 400])
             }
             guard state.withLock({ $0.value.queues[p[2]] != nil }) else {
                 return Self.json(.notFound, ["message": "Queue not found", "status": 404])
             }
-            body["id"] = p[2]
-            body["dateModified"] = Self.timestamp()
+            body["id"] = .string(p[2])
+            body["dateModified"] = .string(Self.timestamp())
             state.withLock {
                 $0.value.queues[p[2]] = body
                 $0.value.writes["PUT queue \(p[2])", default: 0] += 1
             }
-            return Self.json(.ok, body)
+            return Self.json(.ok, JSONValue.object(body))
         case ("GET", let p) where p.count == 4 && p[0] == "routing" && p[1] == "queues" && p[3] == "members":
             // QueueMemberEntityListing as the current SDK schema has it: entities, pageSize,
             // pageNumber, pageCount and page URIs; no `total`. pageSize ≤ 100 (default 25).
@@ -600,75 +602,60 @@ public enum ConversationDetailsFactory {
         waitMilliseconds: Int,
         talkMilliseconds: Int,
         abandoned: Bool
-    ) -> [String: Any] {
+    ) -> JSONValue {
         let iso = ISO8601DateFormatter()
         iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let queueEnd = start.addingTimeInterval(Double(waitMilliseconds) / 1000)
         let end = queueEnd.addingTimeInterval(abandoned ? 0 : Double(talkMilliseconds) / 1000)
-        var participants: [[String: Any]] = [
+        func time(_ date: Date) -> JSONValue { .string(iso.string(from: date)) }
+        func id() -> JSONValue { .string(UUID().uuidString.lowercased()) }
+        func segment(_ from: Date, _ to: Date) -> JSONValue {
             [
-                "participantId": UUID().uuidString.lowercased(), "purpose": "customer",
+                "segmentStart": time(from), "segmentEnd": time(to), "segmentType": "interact",
+                "queueId": .string(queueID),
+            ]
+        }
+        func metric(_ name: String, _ milliseconds: Int, _ at: Date) -> JSONValue {
+            ["name": .string(name), "value": .number(Double(milliseconds)), "emitDate": time(at)]
+        }
+        var acdMetrics = [metric(abandoned ? "tAbandon" : "tAcd", waitMilliseconds, queueEnd)]
+        if abandoned { acdMetrics.append(metric("tAcd", waitMilliseconds, queueEnd)) }
+        var participants: [JSONValue] = [
+            [
+                "participantId": id(), "purpose": "customer",
                 "sessions": [
                     [
-                        "mediaType": "voice", "direction": "inbound", "sessionId": UUID().uuidString.lowercased(),
-                        "segments": [
-                            [
-                                "segmentStart": iso.string(from: start), "segmentEnd": iso.string(from: end),
-                                "segmentType": "interact", "queueId": queueID,
-                            ]
-                        ],
+                        "mediaType": "voice", "direction": "inbound", "sessionId": id(),
+                        "segments": [segment(start, end)],
                     ]
                 ],
             ],
             [
-                "participantId": UUID().uuidString.lowercased(), "purpose": "acd",
+                "participantId": id(), "purpose": "acd",
                 "sessions": [
                     [
-                        "mediaType": "voice", "direction": "inbound", "sessionId": UUID().uuidString.lowercased(),
-                        "segments": [
-                            [
-                                "segmentStart": iso.string(from: start), "segmentEnd": iso.string(from: queueEnd),
-                                "segmentType": "interact", "queueId": queueID,
-                            ]
-                        ],
-                        "metrics": [
-                            [
-                                "name": abandoned ? "tAbandon" : "tAcd", "value": waitMilliseconds,
-                                "emitDate": iso.string(from: queueEnd),
-                            ]
-                        ]
-                            + (abandoned
-                                ? [["name": "tAcd", "value": waitMilliseconds, "emitDate": iso.string(from: queueEnd)]]
-                                : [])
-                            ,
+                        "mediaType": "voice", "direction": "inbound", "sessionId": id(),
+                        "segments": [segment(start, queueEnd)], "metrics": .array(acdMetrics),
                     ]
                 ],
             ],
         ]
         if !abandoned, let agentID {
             participants.append([
-                "participantId": UUID().uuidString.lowercased(), "purpose": "agent", "userId": agentID,
+                "participantId": id(), "purpose": "agent", "userId": .string(agentID),
                 "sessions": [
                     [
-                        "mediaType": "voice", "direction": "inbound", "sessionId": UUID().uuidString.lowercased(),
-                        "segments": [
-                            [
-                                "segmentStart": iso.string(from: queueEnd), "segmentEnd": iso.string(from: end),
-                                "segmentType": "interact", "queueId": queueID,
-                            ]
-                        ],
-                        "metrics": [
-                            ["name": "tTalk", "value": talkMilliseconds, "emitDate": iso.string(from: end)],
-                            ["name": "tHandle", "value": talkMilliseconds, "emitDate": iso.string(from: end)],
-                        ],
+                        "mediaType": "voice", "direction": "inbound", "sessionId": id(),
+                        "segments": [segment(queueEnd, end)],
+                        "metrics": [metric("tTalk", talkMilliseconds, end), metric("tHandle", talkMilliseconds, end)],
                     ]
                 ],
             ])
         }
         return [
-            "conversationId": conversationID, "conversationStart": iso.string(from: start),
-            "conversationEnd": iso.string(from: end), "originatingDirection": "inbound",
-            "divisionIds": [UUID().uuidString.lowercased()], "participants": participants,
+            "conversationId": .string(conversationID), "conversationStart": time(start),
+            "conversationEnd": time(end), "originatingDirection": "inbound",
+            "divisionIds": [id()], "participants": .array(participants),
         ]
     }
 }

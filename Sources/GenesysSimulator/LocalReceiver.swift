@@ -22,8 +22,8 @@ public final class LocalReceiver: Sendable {
     }
 
     struct State {
-        var pagerDuty: [[String: Any]] = []
-        var webhooks: [[String: Any]] = []
+        var pagerDuty: [JSONValue] = []
+        var webhooks: [JSONValue] = []
         var lines: [String] = []
         var faults: [String: Fault] = [:]
         var refused: [String: Int] = [:]
@@ -39,10 +39,10 @@ public final class LocalReceiver: Sendable {
     public init() {}
 
     /// Accepted PagerDuty events (JSON objects), oldest first.
-    public var pagerDutyEvents: [[String: Any]] { state.withLock { $0.value.pagerDuty } }
+    public var pagerDutyEvents: [JSONValue] { state.withLock { $0.value.pagerDuty } }
     public var tsdbLines: [String] { state.withLock { $0.value.lines } }
     /// JSON bodies POSTed to `/webhook`, oldest first (e.g. overflow audit records).
-    public var webhookBodies: [[String: Any]] { state.withLock { $0.value.webhooks } }
+    public var webhookBodies: [JSONValue] { state.withLock { $0.value.webhooks } }
 
     /// Fails the next `count` requests to `target` ("pagerduty" or "tsdb") with `status`.
     public func injectFaults(target: String, count: Int, status: Int, retryAfter: String? = nil) {
@@ -73,15 +73,15 @@ public final class LocalReceiver: Sendable {
             }
             return HTTPResponse(status: HTTPStatus(code: 204, reason: "No Content"), headers: [], body: [])
         case ("POST", "/webhook"):
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+            guard let object = JSONValue.object(from: request.body) else {
                 return Self.json(400, ["message": "expected a JSON object"])
             }
-            state.withLock { $0.value.webhooks.append(object) }
+            state.withLock { $0.value.webhooks.append(.object(object)) }
             return Self.json(200, ["status": "ok"])
         case ("GET", "/receiver/webhook"):
-            return Self.json(200, ["bodies": webhookBodies])
+            return Self.json(200, ["bodies": webhookBodies.map(\.foundationObject)])
         case ("GET", "/receiver/pagerduty"):
-            return Self.json(200, ["events": pagerDutyEvents])
+            return Self.json(200, ["events": pagerDutyEvents.map(\.foundationObject)])
         case ("GET", "/receiver/tsdb"):
             return Self.json(200, ["lines": tsdbLines])
         case ("POST", "/receiver/faults"):
@@ -120,32 +120,33 @@ public final class LocalReceiver: Sendable {
 
     /// PagerDuty's own validation of an Events API v2 request.
     private func enqueue(_ body: [UInt8]) -> HTTPResponse {
-        guard let event = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+        guard let event = JSONValue.object(from: body) else {
             return Self.json(
                 400,
                 ["status": "invalid event", "message": "Event object is invalid", "errors": ["bad JSON"]]
             )
         }
+        func text(_ value: JSONValue?) -> String { value?.stringValue ?? "" }
         var errors: [String] = []
-        if (event["routing_key"] as? String ?? "").isEmpty { errors.append("'routing_key' is missing or blank") }
-        let action = event["event_action"] as? String ?? ""
+        if text(event["routing_key"]).isEmpty { errors.append("'routing_key' is missing or blank") }
+        let action = text(event["event_action"])
         if !["trigger", "acknowledge", "resolve"].contains(action) { errors.append("'event_action' is invalid") }
-        if action != "trigger" && (event["dedup_key"] as? String ?? "").isEmpty {
+        if action != "trigger" && text(event["dedup_key"]).isEmpty {
             errors.append("'dedup_key' is required for \(action)")
         }
         if action == "trigger" {
-            let payload = event["payload"] as? [String: Any] ?? [:]
-            if (payload["summary"] as? String ?? "").isEmpty { errors.append("'payload.summary' is missing") }
-            if (payload["source"] as? String ?? "").isEmpty { errors.append("'payload.source' is missing") }
-            if !["critical", "error", "warning", "info"].contains(payload["severity"] as? String ?? "") {
+            let payload = event["payload"]
+            if text(payload?["summary"]).isEmpty { errors.append("'payload.summary' is missing") }
+            if text(payload?["source"]).isEmpty { errors.append("'payload.source' is missing") }
+            if !["critical", "error", "warning", "info"].contains(text(payload?["severity"])) {
                 errors.append("'payload.severity' is invalid")
             }
         }
         guard errors.isEmpty else {
             return Self.json(400, ["status": "invalid event", "message": "Event object is invalid", "errors": errors])
         }
-        let key = event["dedup_key"] as? String ?? UUID().uuidString
-        state.withLock { $0.value.pagerDuty.append(event) }
+        let key = event["dedup_key"]?.stringValue ?? UUID().uuidString
+        state.withLock { $0.value.pagerDuty.append(.object(event)) }
         return Self.json(202, ["status": "success", "message": "Event processed", "dedup_key": key])
     }
 

@@ -51,9 +51,9 @@ public final class NotificationService: @unchecked Sendable {
     /// Sends `eventBody` on `topicName` to every connected channel subscribed to it. Returns
     /// how many sockets it went to.
     @discardableResult
-    public func publish(topicName: String, eventBody: [String: Any]) -> Int {
+    public func publish(topicName: String, eventBody: JSONValue) -> Int {
         let message: [String: Any] = [
-            "topicName": topicName, "version": "2", "eventBody": eventBody,
+            "topicName": topicName, "version": "2", "eventBody": eventBody.foundationObject,
             "metadata": ["CorrelationId": UUID().uuidString.lowercased()],
         ]
         guard let data = try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys]) else { return 0 }

@@ -126,19 +126,23 @@ public final class TrafficGenerator: Sendable {
     }
 
     /// The `eventBody` of a `v2.analytics.queues.{id}.observations` notification.
-    static func observationBody(queue: String, waiting: Int, interacting: Int, longestMs: Int) -> [String: Any] {
+    static func observationBody(queue: String, waiting: Int, interacting: Int, longestMs: Int) -> JSONValue {
         let now = Date()
         let iso = ISO8601DateFormatter()
         let interval = iso.string(from: now.addingTimeInterval(-60)) + "/" + iso.string(from: now)
+        func number(_ n: Int) -> JSONValue { .number(Double(n)) }
         return [
-            "group": ["queueId": queue, "mediaType": "voice"],
+            "group": ["queueId": .string(queue), "mediaType": "voice"],
             "data": [
                 [
-                    "interval": interval,
+                    "interval": .string(interval),
                     "metrics": [
-                        ["metric": "oWaiting", "stats": ["count": waiting]],
-                        ["metric": "oInteracting", "stats": ["count": interacting]],
-                        ["metric": "oLongestWaiting", "stats": ["max": longestMs, "count": waiting > 0 ? 1 : 0]],
+                        ["metric": "oWaiting", "stats": ["count": number(waiting)]],
+                        ["metric": "oInteracting", "stats": ["count": number(interacting)]],
+                        [
+                            "metric": "oLongestWaiting",
+                            "stats": ["max": number(longestMs), "count": number(waiting > 0 ? 1 : 0)],
+                        ],
                     ],
                 ]
             ],
@@ -161,7 +165,7 @@ public final class TrafficGenerator: Sendable {
                     waiting: waiting,
                     interacting: interacting,
                     longestMs: longestMs
-                ),
+                ).foundationObject,
                 "metadata": ["CorrelationId": UUID().uuidString.lowercased()], "timestamp": iso.string(from: now),
             ],
         ]

@@ -393,8 +393,8 @@ struct AnalyticsScaleOutTests {
         #expect(resolved)
         try await Task.sleep(for: .seconds(3))
         let events = simulator.receiver.pagerDutyEvents
-        #expect(events.map { $0["event_action"] as? String } == ["trigger", "resolve"], "\(events)")
-        #expect(events.allSatisfy { $0["dedup_key"] as? String == "genesys-ingest/surge/queue-surge/voice" })
+        #expect(events.map { $0["event_action"]?.stringValue } == ["trigger", "resolve"], "\(events)")
+        #expect(events.allSatisfy { $0["dedup_key"]?.stringValue == "genesys-ingest/surge/queue-surge/voice" })
         cluster.stopAll()
     }
 

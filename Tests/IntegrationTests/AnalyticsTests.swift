@@ -115,7 +115,7 @@ struct AnalyticsUnitTests {
             talkMilliseconds: 0,
             abandoned: true
         )
-        let record = try JSONSerialization.data(withJSONObject: ["conversationId": "c-7", "details": details])
+        let record = JSONValue.object(["conversationId": "c-7", "details": details]).jsonData
         let waits = try AnalyticsInput.enriched(Array(record))
         #expect(waits.count == 1)
         #expect(waits.first?.queueID == "q-7" && waits.first?.outcome == .abandoned)
@@ -151,10 +151,10 @@ struct AnalyticsUnitTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         let events = simulator.receiver.pagerDutyEvents
-        #expect(events.map { $0["event_action"] as? String } == ["trigger", "resolve"])
-        #expect(Set(events.compactMap { $0["dedup_key"] as? String }) == ["genesys-ingest/slow/q/voice"])
-        let payload = try #require(events.first?["payload"] as? [String: Any])
-        #expect((payload["custom_details"] as? [String: String])?["p90"] == "130")
+        #expect(events.map { $0["event_action"]?.stringValue } == ["trigger", "resolve"])
+        #expect(Set(events.compactMap { $0["dedup_key"]?.stringValue }) == ["genesys-ingest/slow/q/voice"])
+        let payload = try #require(events.first?["payload"])
+        #expect(payload["custom_details"]?["p90"]?.stringValue == "130")
         #expect(simulator.receiver.refusedCount("pagerduty") == 2)
         #expect(ContinuousClock.now - started >= .seconds(2), "waited for Retry-After twice")
 
@@ -491,17 +491,17 @@ struct AnalyticsEndToEndTests {
         #expect(resolved)
         try await Task.sleep(for: .seconds(2))
         let events = simulator.receiver.pagerDutyEvents
-        #expect(events.map { $0["event_action"] as? String } == ["trigger", "resolve"])
+        #expect(events.map { $0["event_action"]?.stringValue } == ["trigger", "resolve"])
         let dedup = "genesys-ingest/surge/\(options.queueIDs[0])/voice"
         #expect(
             events.allSatisfy {
-                $0["dedup_key"] as? String == dedup && $0["routing_key"] as? String == "test-routing-key"
+                $0["dedup_key"]?.stringValue == dedup && $0["routing_key"]?.stringValue == "test-routing-key"
             }
         )
-        let payload = try #require(events.first?["payload"] as? [String: Any])
-        #expect(payload["severity"] as? String == "critical")
-        let details = try #require(payload["custom_details"] as? [String: String])
-        #expect(Double(details["p90WaitSeconds"] ?? "") ?? 0 > 100)
+        let payload = try #require(events.first?["payload"])
+        #expect(payload["severity"]?.stringValue == "critical")
+        let p90 = try #require(payload["custom_details"]?["p90WaitSeconds"]?.stringValue)
+        #expect(Double(p90) ?? 0 > 100)
         #expect(simulator.receiver.refusedCount("pagerduty") == 1, "the 429 was retried")
         _ = gateway
         await simulator.stop()

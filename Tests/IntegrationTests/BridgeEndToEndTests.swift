@@ -58,7 +58,10 @@ struct BridgeEndToEndTests {
             for i in range {
                 notifications.publish(
                     topicName: "v2.analytics.queues.q\(i % 2 + 1).observations",
-                    eventBody: ["n": i, "data": [["metric": "oWaiting", "stats": ["count": i]]]]
+                    eventBody: [
+                        "n": .number(Double(i)),
+                        "data": [["metric": "oWaiting", "stats": ["count": .number(Double(i))]]],
+                    ]
                 )
             }
         }
@@ -146,7 +149,7 @@ struct BridgeEndToEndTests {
             for _ in 0..<5 {
                 notifications.publish(
                     topicName: "v2.routing.queues.q\(published % 3 + 1).conversations",
-                    eventBody: ["n": published]
+                    eventBody: ["n": .number(Double(published))]
                 )
                 published += 1
             }
@@ -175,7 +178,9 @@ struct BridgeEndToEndTests {
         let topics = ["INGEST_BRIDGE_TOPICS": "v2.users.{id}.presence", "INGEST_BRIDGE_USER_IDS": "u1"]
         var bridge = try rig.bridge(topics, logName: "bridge-restart")
         #expect(try await eventually(seconds: 20) { notifications.connectedCount == 1 })
-        for i in 0..<10 { notifications.publish(topicName: "v2.users.u1.presence", eventBody: ["n": i]) }
+        for i in 0..<10 {
+            notifications.publish(topicName: "v2.users.u1.presence", eventBody: ["n": .number(Double(i))])
+        }
         try await Task.sleep(for: .seconds(3))  // heard for a while: the mark is written
         let killedAt = Int64(Date().timeIntervalSince1970 * 1000)
         bridge.signal(SIGKILL)
@@ -211,7 +216,10 @@ struct BridgeEndToEndTests {
         #expect(try await eventually(seconds: 20) { notifications.connectedCount == 1 })
         broker.stop()
         for i in 0..<40 {
-            notifications.publish(topicName: "v2.analytics.queues.q\(i % 2 + 1).observations", eventBody: ["n": i])
+            notifications.publish(
+                topicName: "v2.analytics.queues.q\(i % 2 + 1).observations",
+                eventBody: ["n": .number(Double(i))]
+            )
         }
         try await Task.sleep(for: .seconds(3))
         try broker.start()
@@ -219,7 +227,10 @@ struct BridgeEndToEndTests {
         _ = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap))
             .createTopics([.init(name: "genesys.raw.queue", partitions: 2)])
         for i in 40..<50 {
-            notifications.publish(topicName: "v2.analytics.queues.q\(i % 2 + 1).observations", eventBody: ["n": i])
+            notifications.publish(
+                topicName: "v2.analytics.queues.q\(i % 2 + 1).observations",
+                eventBody: ["n": .number(Double(i))]
+            )
         }
         var numbers = Set<Int>()
         _ = try await eventually(seconds: 90) {

@@ -32,8 +32,8 @@ struct OverflowScenario {
         simulator = GenesysSimulator(configuration: SimulatorConfiguration(), logger: Logger(label: "sim"))
         try simulator.start()
         simulator.addQueue([
-            "id": queue, "name": "Sales", "dateModified": "2026-11-01T09:00:00.000Z", "description": "inbound sales",
-            "conditionalGroupRouting": ["rules": [] as [Any]], "skillEvaluationMethod": "BEST",
+            "id": .string(queue), "name": "Sales", "dateModified": "2026-11-01T09:00:00.000Z",
+            "description": "inbound sales", "conditionalGroupRouting": ["rules": []], "skillEvaluationMethod": "BEST",
             "acwSettings": ["wrapupPrompt": "OPTIONAL", "timeoutMs": 30000],
         ])
         simulator.setMembers(queue, initialMembers)
@@ -41,12 +41,12 @@ struct OverflowScenario {
     }
 
     /// The configured change: route overflow to the target after 20 s of estimated wait.
-    var overflowRouting: [String: Any] {
+    var overflowRouting: JSONValue {
         [
             "rules": [
                 [
-                    "queue": ["id": target], "metric": "EstimatedWaitTime", "operator": "GreaterThan",
-                    "conditionValue": 20, "waitSeconds": 10, "groups": [] as [Any],
+                    "queue": ["id": .string(target)], "metric": "EstimatedWaitTime", "operator": "GreaterThan",
+                    "conditionValue": 20, "waitSeconds": 10, "groups": [],
                 ]
             ]
         ]
@@ -56,7 +56,7 @@ struct OverflowScenario {
 
     func configuration(detect: String) -> String {
         let routing = String(
-            decoding: try! JSONSerialization.data(withJSONObject: overflowRouting, options: [.sortedKeys]),
+            decoding: overflowRouting.jsonData,
             as: UTF8.self
         )
         return """
@@ -125,10 +125,10 @@ struct OverflowScenario {
     }
 
     /// The queue as stored, without `dateModified` (which every PUT moves on).
-    func queueObject() -> NSDictionary {
+    func queueObject() -> [String: JSONValue] {
         var q = simulator.queue(queue) ?? [:]
         q.removeValue(forKey: "dateModified")
-        return q as NSDictionary
+        return q
     }
 
     func writes(_ kind: String) -> Int { simulator.writeCount(kind, queueID: queue) }
@@ -159,10 +159,7 @@ struct OverflowControllerTests {
             s.simulator.members(s.queue)
                 == s.initialMembers.union(["agent-overflow-1", "agent-overflow-2"])
         )
-        #expect(
-            (s.simulator.queue(s.queue)?["conditionalGroupRouting"] as? NSDictionary)
-                == (s.overflowRouting as NSDictionary)
-        )
+        #expect(s.simulator.queue(s.queue)?["conditionalGroupRouting"] == s.overflowRouting)
         #expect(active?.plannedMembers == ["agent-overflow-1", "agent-overflow-2"], "not the existing member")
         s.calm()
         let done = try await s.waitFor { $0.state == .idle && $0.lastActivation != nil }
@@ -179,7 +176,7 @@ struct OverflowControllerTests {
         #expect(metricValues(metrics, "genesys_overflow_reverts_total") == [1])
         #expect(metricValues(metrics, "genesys_overflow_time_in_overflow_seconds_total").first ?? 0 > 0)
         let webhook = await within(10) {
-            s.simulator.receiver.webhookBodies.contains { $0["event"] as? String == "reverted" }
+            s.simulator.receiver.webhookBodies.contains { $0["event"]?.stringValue == "reverted" }
         }
         #expect(webhook, "the audit webhook got the records too")
         // `ingestctl overflow status` shows the queue and what the last activation did.
@@ -255,13 +252,10 @@ struct OverflowControllerTests {
         #expect(planned != nil, "\(worker.child.output.suffix(2000))")
         s.simulator.editQueue(s.queue) { $0["description"] = "edited by a supervisor" }
         _ = try await s.waitFor { $0.state == .active }
-        #expect(s.simulator.queue(s.queue)?["description"] as? String == "edited by a supervisor")
-        #expect(
-            (s.simulator.queue(s.queue)?["conditionalGroupRouting"] as? NSDictionary)
-                == (s.overflowRouting as NSDictionary)
-        )
+        #expect(s.simulator.queue(s.queue)?["description"]?.stringValue == "edited by a supervisor")
+        #expect(s.simulator.queue(s.queue)?["conditionalGroupRouting"] == s.overflowRouting)
         // While active, the supervisor sets their own routing rule.
-        let theirs: [String: Any] = ["rules": [["queue": ["id": "queue-of-their-choice"], "conditionValue": 45]]]
+        let theirs: JSONValue = ["rules": [["queue": ["id": "queue-of-their-choice"], "conditionValue": 45]]]
         s.simulator.editQueue(s.queue) { $0["conditionalGroupRouting"] = theirs }
         s.calm()
         let done = try await s.waitFor { $0.state == .idle && $0.lastActivation != nil }
@@ -272,8 +266,8 @@ struct OverflowControllerTests {
             }
                 == true
         )
-        #expect((s.simulator.queue(s.queue)?["conditionalGroupRouting"] as? NSDictionary) == (theirs as NSDictionary))
-        #expect(s.simulator.queue(s.queue)?["description"] as? String == "edited by a supervisor")
+        #expect(s.simulator.queue(s.queue)?["conditionalGroupRouting"] == theirs)
+        #expect(s.simulator.queue(s.queue)?["description"]?.stringValue == "edited by a supervisor")
         #expect(s.simulator.members(s.queue) == s.initialMembers, "members still reverted")
         #expect(s.writes("PUT queue") == 1, "nothing of ours left to restore")
         let audit = try await s.audit(expected: 10)
