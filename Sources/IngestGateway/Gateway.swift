@@ -41,6 +41,11 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
     /// Confined to `readinessQueue`.
     private var stall = StallTracker()
     private var consecutiveProbeFailures = 0
+    /// Set once start-up has created the topics: from then on, a broker seen reachable again
+    /// gets them created before the first record (on `readinessQueue`).
+    private var ensuresTopicsOnReturn = false
+    /// The admin client that creates the raw topics (at start, then on `readinessQueue`).
+    private var topicAdmin: KafkaAdmin?
 
     private var contexts: [LoopContext] = []
     private let brokerReachable = Atomic<Bool>(false)
@@ -67,11 +72,15 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         for (i, s) in configuration.sources.enumerated() { byPath[s.path] = i }
         self.sourcesByPath = byPath
         self.requestIDPrefix = ByteEncoding.encodeHex(SecureRandom.bytes(6))
-        self.kafkaClient = KafkaClientConfiguration(
-            bootstrapServers: configuration.brokers,
-            properties: configuration.kafkaProperties
-        )
+        var properties = configuration.kafkaProperties
+        // Back within a second of the broker: librdkafka's reconnect back-off grows to 10 s by
+        // default, which kept 202s away for up to 9 s after an outage ended.
+        for (key, value) in Self.reconnectDefaults where properties[key] == nil { properties[key] = value }
+        self.kafkaClient = KafkaClientConfiguration(bootstrapServers: configuration.brokers, properties: properties)
     }
+
+    /// librdkafka settings the gateway's clients get unless `INGEST_KAFKA_PROPERTIES` sets them.
+    static let reconnectDefaults = ["reconnect.backoff.ms": "50", "reconnect.backoff.max.ms": "250"]
 
     /// The bound HTTP port (after ``start()``).
     public var port: Int { server?.port ?? 0 }
@@ -123,6 +132,7 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         let reachable = producer.probeBroker(timeoutMilliseconds: 2000)
         consecutiveProbeFailures = reachable ? 0 : 1
         updateReadiness(reachable)
+        ensuresTopicsOnReturn = true
         startReadinessProbe()
         let port = try server.start()
         logger.info(
@@ -146,7 +156,8 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         stopping.store(true, ordering: .relaxed)
         await server?.shutdown(deadline: budget)
         readinessTimer?.cancel()
-        readinessQueue.sync {}  // a producer replacement in progress finishes first
+        // A producer replacement in progress finishes first; the topic admin client goes.
+        readinessQueue.sync { topicAdmin = nil }
         if let spool {
             // Everything answered is on disk; what Kafka has not acknowledged yet stays in the
             // spool and is forwarded after the next start.
@@ -239,7 +250,12 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
                 replicationFactor: Int32(configuration.topicReplicationFactor)
             )
         }
-        KafkaAdmin.ensureTopics(specs, kafka: kafka, logger: logger)
+        if topicAdmin == nil { topicAdmin = try? KafkaAdmin(configuration: kafka) }
+        if let topicAdmin {
+            topicAdmin.ensureTopics(specs, logger: logger)
+        } else {
+            KafkaAdmin.ensureTopics(specs, kafka: kafka, logger: logger)
+        }
     }
 
     private func startReadinessProbe() {
@@ -270,6 +286,7 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         }
         let reachable = producer.probeBroker(timeoutMilliseconds: 900)
         updateReadiness(reachable)
+        if !brokerReachable.load(ordering: .relaxed) { probeUntilReachable(producer) }
         let now = DispatchTime.now().uptimeNanoseconds
         let verdict = stall.observe(
             acknowledged: acknowledgedCount.load(ordering: .relaxed),
@@ -332,14 +349,42 @@ public final class Gateway: HTTPRequestHandler, HTTPServerObserver, @unchecked S
         }
     }
 
+    /// On `readinessQueue`, while the broker is unreachable: probes again and again (each probe
+    /// waits up to 250 ms for an answer) instead of once a second, so 202s resume as soon as the
+    /// broker answers — at most one second of probing before the next health check.
+    private func probeUntilReachable(_ producer: KafkaProducer) {
+        dispatchPrecondition(condition: .onQueue(readinessQueue))
+        let until = DispatchTime.now() + .milliseconds(900)
+        while !stopping.load(ordering: .relaxed) && !brokerReachable.load(ordering: .relaxed)
+            && DispatchTime.now() < until
+        {
+            updateReadiness(producer.probeBroker(timeoutMilliseconds: 250))
+        }
+    }
+
     /// Records a probe result (on `readinessQueue`, or during start-up before the timer runs).
     /// The broker counts as unreachable after two failed probes in a row, so one dropped
     /// connection (librdkafka reports "all brokers down" while it reconnects) fails no request.
     private func updateReadiness(_ probeSucceeded: Bool) {
         consecutiveProbeFailures = probeSucceeded ? 0 : consecutiveProbeFailures + 1
         let reachable = probeSucceeded || consecutiveProbeFailures < 2
+        if reachable && !brokerReachable.load(ordering: .relaxed) && configuration.createTopics && ensuresTopicsOnReturn
+        {
+            // After an outage (or a start without a broker): it may have come back without its topics (a fresh
+            // cluster, memory storage): create them before the first record goes to it, with
+            // the configured partitions rather than whatever auto-creation would pick.
+            ensureTopics(kafkaClient)
+        }
         let was = brokerReachable.exchange(reachable, ordering: .relaxed)
         metrics.brokerUp.record(reachable ? 1 : 0)
+        if was && !reachable && ensuresTopicsOnReturn {
+            // Records still queued would go out the moment the broker is back — before the
+            // topics are checked (a producer's metadata request auto-creates a missing topic
+            // with the broker's default partitions) and through an idempotent producer whose
+            // state a restarted broker may have lost (it then stalls for seconds). Their
+            // requests have no 202 and get 503; a fresh producer starts clean.
+            replaceProducer(reason: "broker unreachable: queued records dropped, their requests answered 503")
+        }
         if was != reachable {
             if reachable {
                 logger.info("broker reachable")

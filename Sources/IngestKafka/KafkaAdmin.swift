@@ -101,7 +101,20 @@ extension KafkaAdmin {
     /// (topics may be auto-created, or created by whoever runs the cluster).
     public static func ensureTopics(_ specs: [TopicSpec], kafka: KafkaClientConfiguration, logger: Logger) {
         do {
-            let created = try KafkaAdmin(configuration: kafka).createTopics(specs, timeoutMilliseconds: 5000)
+            try KafkaAdmin(configuration: kafka).ensureTopics(specs, logger: logger)
+        } catch {
+            logger.warning(
+                "could not ensure the topics exist; they will be auto-created if the broker allows it",
+                metadata: ["error": "\(error)"]
+            )
+        }
+    }
+
+    /// The same through this admin client: one kept for the process's lifetime already knows
+    /// the cluster when a broker comes back (a fresh one first has to find the controller).
+    public func ensureTopics(_ specs: [TopicSpec], logger: Logger) {
+        do {
+            let created = try createTopics(specs, timeoutMilliseconds: 5000)
             if !created.isEmpty { logger.info("created topics", metadata: ["kafka.topics": "\(created)"]) }
         } catch {
             logger.warning(

@@ -245,6 +245,8 @@ struct GatewayEndToEndTests {
         }
         #expect(try send().status == 202)
         #expect(try gateway.get("/readyz").status == 200)
+        let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: broker.bootstrap))
+        #expect(try admin.partitionCount(topic: "genesys.raw.user") == 3, "created at start with its partitions")
 
         broker.stop()
         // Within a few seconds: 503 with Retry-After, and /readyz 503.
@@ -263,17 +265,21 @@ struct GatewayEndToEndTests {
         #expect(try await eventually { try gateway.get("/readyz").status == 503 }, "/readyz reports the outage")
         #expect(try gateway.get("/healthz").status == 200, "alive even when not ready")
 
+        // The broker comes back empty (memory storage): no topics.
         try broker.start()
-        var recovered = false
-        for _ in 0..<60 {
-            if try send().status == 202 {
-                recovered = true
-                break
-            }
-            try await Task.sleep(for: .milliseconds(250))
+        let back = ContinuousClock.now
+        var recovered: Duration?
+        while recovered == nil && ContinuousClock.now - back < .seconds(30) {
+            if try send().status == 202 { recovered = ContinuousClock.now - back }
         }
-        #expect(recovered, "202s resume once the broker is back")
+        // How soon is a benchmark figure (Scripts/bench-outage); here: that they resume at all.
+        #expect(recovered != nil, "202s resume once the broker is back")
+        print("gateway test: first 202 \(recovered.map { "\($0)" } ?? "never") after the broker was back")
         #expect(try await eventually { try gateway.get("/readyz").status == 200 }, "/readyz recovers")
+        // The gateway created the raw topics again, with its configured partitions (3), before
+        // its first record (auto-creation would have given the broker's default, 1).
+        #expect(try admin.partitionCount(topic: "genesys.raw.conversation") == 3)
+        #expect(try admin.partitionCount(topic: "genesys.raw.queue") == 3)
 
     }
 
