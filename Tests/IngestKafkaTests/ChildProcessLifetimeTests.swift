@@ -17,7 +17,7 @@ struct ChildProcessLifetimeTests {
     func helperStartsABrokerAndWaits() throws {
         let broker = try TansuBroker()
         let pidFile = ProcessInfo.processInfo.environment[Self.helperVariable + "_FILE"] ?? "/dev/null"
-        let pid = try #require(Self.pid(listeningOn: broker.port))
+        let pid = try #require(broker.pid)
         try "\(pid) \(broker.port)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
         sleep(120)
     }
@@ -80,31 +80,6 @@ struct ChildProcessLifetimeTests {
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
         #expect(completed == parties + 1, "every blocked task was released")
-    }
-
-    /// The pid of the process with a listening TCP socket on `port` (from /proc).
-    static func pid(listeningOn port: Int) -> Int32? {
-        let hexPort = String(format: ":%04X", port)
-        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return nil }
-        let inodes = table.split(separator: "\n").compactMap { line -> String? in
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard f.count > 9, f[1].hasSuffix(hexPort), f[3] == "0A" else { return nil }
-            return String(f[9])
-        }
-        guard let inode = inodes.first else { return nil }
-        let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for p in procs {
-            guard let pid = Int32(p) else { continue }
-            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/fd")) ?? []
-            for fd in fds {
-                if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/fd/\(fd)"),
-                    target == "socket:[\(inode)]"
-                {
-                    return pid
-                }
-            }
-        }
-        return nil
     }
 
     static func isZombie(_ pid: Int32) -> Bool {
