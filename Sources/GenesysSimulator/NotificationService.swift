@@ -58,14 +58,11 @@ public final class NotificationService: @unchecked Sendable {
         for s in sockets {
             // Each delivery with its own CorrelationId: nothing documents that two sockets get
             // the same one, so a client must not rely on it to recognise a repeat.
-            let message: [String: Any] = [
-                "topicName": topicName, "version": "2", "eventBody": eventBody.foundationObject,
-                "metadata": ["CorrelationId": UUID().uuidString.lowercased()],
+            let message: JSONValue = [
+                "topicName": .string(topicName), "version": "2", "eventBody": eventBody,
+                "metadata": ["CorrelationId": .string(UUID().uuidString.lowercased())],
             ]
-            guard let data = try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys]) else {
-                return 0
-            }
-            s.sendText(String(decoding: data, as: UTF8.self))
+            s.sendText(message.description)
         }
         return sockets.count
     }

@@ -13,15 +13,15 @@ import Testing
 /// finish in 20 s. Under ``Trait/elasticThreads`` a blocking test holds only a thread of its
 /// own.
 ///
-/// Confinement: `jobs` and `idle` are guarded by `condition`; each worker thread waits on its
+/// Confinement: `jobs` and `idle` are guarded by `lock`; each worker thread waits on its
 /// own semaphore, handed to `idle` while it has nothing to run.
 public final class ElasticTaskExecutor: TaskExecutor, @unchecked Sendable {
-    // @unchecked: all mutable state is guarded by `condition` (see above).
+    // @unchecked: all mutable state is guarded by `lock` (see above).
 
     /// The executor every test under ``Trait/elasticThreads`` shares.
     public static let shared = ElasticTaskExecutor()
 
-    private let condition = NSCondition()
+    private let lock = NSLock()
     private var jobs: [UnownedJob] = []
     /// Threads waiting for work, each by the semaphore that wakes it.
     private var idle: [DispatchSemaphore] = []
@@ -30,11 +30,11 @@ public final class ElasticTaskExecutor: TaskExecutor, @unchecked Sendable {
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        condition.lock()
+        lock.lock()
         jobs.append(job)
         // Claim an idle thread for this job (or start one): a job never waits for a busy one.
         let wake = idle.popLast()
-        condition.unlock()
+        lock.unlock()
         if let wake {
             wake.signal()
         } else {
@@ -45,23 +45,23 @@ public final class ElasticTaskExecutor: TaskExecutor, @unchecked Sendable {
     private func work() {
         let wake = DispatchSemaphore(value: 0)
         while true {
-            condition.lock()
+            lock.lock()
             if !jobs.isEmpty {
                 let job = jobs.removeFirst()
-                condition.unlock()
+                lock.unlock()
                 job.runSynchronously(on: asUnownedTaskExecutor())
                 continue
             }
             idle.append(wake)
-            condition.unlock()
+            lock.unlock()
             if wake.wait(timeout: .now() + 10) == .timedOut {
-                condition.lock()
+                lock.lock()
                 if let mine = idle.firstIndex(where: { $0 === wake }) {
                     idle.remove(at: mine)
-                    condition.unlock()
+                    lock.unlock()
                     return
                 }
-                condition.unlock()
+                lock.unlock()
                 // Claimed just as the wait ended: take the signal that was sent.
                 wake.wait()
             }
