@@ -42,7 +42,7 @@ let package = Package(
         // forwarder that sends them to Kafka in order.
         .target(
             name: "IngestSpool",
-            dependencies: ["IngestCore", "IngestKafka", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CSystemShims", "IngestCore", "IngestKafka", .product(name: "Logging", package: "swift-log")]
         ),
         // The only importer of libcurl: the one outbound HTTP client of every process.
         .target(name: "IngestHTTPClient", dependencies: ["CCurl", "IngestCore"]),

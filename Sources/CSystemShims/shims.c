@@ -114,3 +114,88 @@ pid_t csys_spawn_bound_to_parent(const char *path, char *const argv[], char *con
     if (r.result < 0) errno = r.error;
     return r.result;
 }
+
+// MARK: CRC-32C
+
+#include <pthread.h>
+#include <string.h>
+
+static uint32_t crc32c_table[8][256];
+static pthread_once_t crc32c_table_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_make_table(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+        crc32c_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++) {
+        for (int t = 1; t < 8; t++) {
+            uint32_t prev = crc32c_table[t - 1][i];
+            crc32c_table[t][i] = crc32c_table[0][prev & 0xFF] ^ (prev >> 8);
+        }
+    }
+}
+
+uint32_t csys_crc32c_software(uint32_t crc, const void *bytes, size_t count) {
+    pthread_once(&crc32c_table_once, crc32c_make_table);
+    const uint8_t *p = bytes;
+    uint32_t c = ~crc;
+    while (count >= 8) {  // slicing by 8, little-endian word order as memcpy reads it
+        uint64_t w;
+        memcpy(&w, p, 8);
+        w ^= c;
+        c = crc32c_table[7][w & 0xFF] ^ crc32c_table[6][(w >> 8) & 0xFF] ^ crc32c_table[5][(w >> 16) & 0xFF]
+            ^ crc32c_table[4][(w >> 24) & 0xFF] ^ crc32c_table[3][(w >> 32) & 0xFF]
+            ^ crc32c_table[2][(w >> 40) & 0xFF] ^ crc32c_table[1][(w >> 48) & 0xFF] ^ crc32c_table[0][w >> 56];
+        p += 8;
+        count -= 8;
+    }
+    while (count--) c = crc32c_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return ~c;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hardware(uint32_t crc, const void *bytes, size_t count) {
+    const uint8_t *p = bytes;
+    uint64_t c = ~crc;
+    while (count >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        count -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (count--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+static int crc32c_hardware_available(void) { return __builtin_cpu_supports("sse4.2"); }
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_CRC32)
+#include <arm_acle.h>
+static uint32_t crc32c_hardware(uint32_t crc, const void *bytes, size_t count) {
+    const uint8_t *p = bytes;
+    uint32_t c = ~crc;
+    while (count >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __crc32cd(c, w);
+        p += 8;
+        count -= 8;
+    }
+    while (count--) c = __crc32cb(c, *p++);
+    return ~c;
+}
+static int crc32c_hardware_available(void) { return 1; }
+#else
+static uint32_t crc32c_hardware(uint32_t crc, const void *bytes, size_t count) {
+    return csys_crc32c_software(crc, bytes, count);
+}
+static int crc32c_hardware_available(void) { return 0; }
+#endif
+
+int csys_crc32c_is_hardware(void) { return crc32c_hardware_available(); }
+
+uint32_t csys_crc32c(uint32_t crc, const void *bytes, size_t count) {
+    return crc32c_hardware_available() ? crc32c_hardware(crc, bytes, count) : csys_crc32c_software(crc, bytes, count);
+}

@@ -52,32 +52,38 @@ public enum SpoolFrame {
     }
 
     public static func encode(_ r: SpoolRecord, into out: inout [UInt8]) {
-        var payload: [UInt8] = []
-        payload.reserveCapacity(r.value.count + 256)
-        put64(r.sequence, &payload)
-        let topic = Array(r.topic.utf8)
-        put16(UInt16(truncatingIfNeeded: topic.count), &payload)
-        payload += topic
-        if let key = r.key {
-            put32(UInt32(truncatingIfNeeded: key.count), &payload)
-            payload += key
-        } else {
-            put32(0xFFFF_FFFF, &payload)
-        }
-        put16(UInt16(truncatingIfNeeded: r.headers.count), &payload)
-        for h in r.headers {
-            let name = Array(h.name.utf8)
-            put16(UInt16(truncatingIfNeeded: name.count), &payload)
-            payload += name
-            put32(UInt32(truncatingIfNeeded: h.value.count), &payload)
-            payload += h.value
-        }
-        put32(UInt32(truncatingIfNeeded: r.value.count), &payload)
-        payload += r.value
+        // Written in place: the header's length and checksum are filled in once the payload
+        // follows them (no intermediate payload array, no temporary per field).
+        let frameStart = out.count
+        out.reserveCapacity(frameStart + headerSize + r.value.count + 256)
         out += magic
-        put32(UInt32(payload.count), &out)
-        put32(CRC32C.checksum(payload), &out)
-        out += payload
+        put32(0, &out)
+        put32(0, &out)
+        let payloadStart = out.count
+        put64(r.sequence, &out)
+        put16(UInt16(truncatingIfNeeded: r.topic.utf8.count), &out)
+        out += r.topic.utf8
+        if let key = r.key {
+            put32(UInt32(truncatingIfNeeded: key.count), &out)
+            out += key
+        } else {
+            put32(0xFFFF_FFFF, &out)
+        }
+        put16(UInt16(truncatingIfNeeded: r.headers.count), &out)
+        for h in r.headers {
+            put16(UInt16(truncatingIfNeeded: h.name.utf8.count), &out)
+            out += h.name.utf8
+            put32(UInt32(truncatingIfNeeded: h.value.count), &out)
+            out += h.value
+        }
+        put32(UInt32(truncatingIfNeeded: r.value.count), &out)
+        out += r.value
+        let length = UInt32(out.count - payloadStart)
+        out.withUnsafeMutableBytes { frame in
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[payloadStart...]))
+            frame.storeBytes(of: length.littleEndian, toByteOffset: frameStart + 4, as: UInt32.self)
+            frame.storeBytes(of: crc.littleEndian, toByteOffset: frameStart + 8, as: UInt32.self)
+        }
     }
 
     /// Whether `r` fits a frame (lengths within their fields, payload within the limit).
@@ -143,19 +149,20 @@ public enum SpoolFrame {
             defer { offset += n }
             return Array(bytes[offset..<(offset + n)])
         }
-        mutating func u16() -> UInt16? { bytes(2).map { UInt16($0[0]) | UInt16($0[1]) << 8 } }
-        mutating func u32() -> UInt32? { bytes(4).map { $0.reversed().reduce(0) { $0 << 8 | UInt32($1) } } }
-        mutating func u64() -> UInt64? { bytes(8).map { $0.reversed().reduce(0) { $0 << 8 | UInt64($1) } } }
+        mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
+            guard MemoryLayout<T>.size <= bytes.count - offset else { return nil }
+            defer { offset += MemoryLayout<T>.size }
+            return T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+        mutating func u16() -> UInt16? { integer(UInt16.self) }
+        mutating func u32() -> UInt32? { integer(UInt32.self) }
+        mutating func u64() -> UInt64? { integer(UInt64.self) }
     }
 
     static func get32(_ b: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
         UInt32(b[at]) | UInt32(b[at + 1]) << 8 | UInt32(b[at + 2]) << 16 | UInt32(b[at + 3]) << 24
     }
-    static func put16(_ v: UInt16, _ out: inout [UInt8]) { out += [UInt8(v & 0xFF), UInt8(v >> 8)] }
-    static func put32(_ v: UInt32, _ out: inout [UInt8]) {
-        out += [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 24)]
-    }
-    static func put64(_ v: UInt64, _ out: inout [UInt8]) {
-        for i in 0..<8 { out.append(UInt8(v >> (8 * UInt64(i)) & 0xFF)) }
-    }
+    static func put16(_ v: UInt16, _ out: inout [UInt8]) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+    static func put32(_ v: UInt32, _ out: inout [UInt8]) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+    static func put64(_ v: UInt64, _ out: inout [UInt8]) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
 }

@@ -85,6 +85,17 @@ struct EnvelopeRoutingTests {
             ("v2.conversations.calls.c-1", .other, nil),
             ("v2.flows.outcomes", .other, nil),
             ("something", .other, nil),
+            ("v2.audits.entitytype.Queue.entityid", .audit, nil),
+            ("v2.audits.entitytype.Queue", .audit, nil),
+            ("v2.users..presence", .user, nil),
+            ("v2.users", .other, nil),
+            ("v2.routing.queues", .other, nil),
+            ("v2.detail.events.conversation", .other, nil),
+            ("v2.detail.events.call.c-1", .other, nil),
+            ("v3.users.u-1.presence", .other, nil),
+            ("v2.users.ü-1.presence", .user, "ü-1"),
+            ("v2.Users.u-1.presence", .other, nil),
+            ("", .other, nil),
         ] as [(String, TopicFamily, String?)]
     )
     func topicNamesMapToFamilies(topic: String, family: TopicFamily, id: String?) {

@@ -82,7 +82,10 @@ struct SignatureTests {
 
     @Test func genesysHMACAcceptsHexAndBase64() {
         let auth = authenticator(.genesysHMAC, [("primary", "genesys-test-secret")])
-        for value in ["sha256=" + fixtureHex, "sha256=" + fixtureHex.uppercased(), "sha256=" + fixtureBase64] {
+        for value in [
+            "sha256=" + fixtureHex, "sha256=" + fixtureHex.uppercased(), "sha256=" + fixtureBase64,
+            " \tsha256=" + fixtureHex + "\t ", "\tsha256=" + fixtureBase64 + " ",
+        ] {
             let headers = HTTPHeaders([("X-Genesys-Signature", value)])
             #expect(auth.verify(headers: headers, body: fixtureBody, nowSeconds: 0) == .success("primary"), "\(value)")
         }
@@ -227,6 +230,13 @@ struct SignatureTests {
         #expect(ByteEncoding.encodeBase64(Array("hello".utf8)) == "aGVsbG8=")
         #expect(ByteEncoding.decodeHex("0aFf") == [0x0A, 0xFF])
         #expect(ByteEncoding.decodeHex("0g") == nil)
+        #expect(ByteEncoding.decodeHex("0a1") == nil)
+        #expect(ByteEncoding.decodeHex("") == [])
+        #expect(" \t a b \t".trimmingASCIIWhitespace() == "a b")
+        #expect(" \t ".trimmingASCIIWhitespace() == "")
+        #expect("".trimmingASCIIWhitespace() == "")
+        #expect(" é ".trimmingASCIIWhitespace() == "é")
+        #expect("x y"[...].trimmingASCIIWhitespace() == "x y")
         #expect(ByteEncoding.constantTimeEquals([1, 2, 3], [1, 2, 3]))
         #expect(!ByteEncoding.constantTimeEquals([1, 2, 3], [1, 2]))
         #expect(!ByteEncoding.constantTimeEquals([1, 2, 3], [1, 2, 4]))

@@ -227,4 +227,27 @@ struct SpoolLogTests {
         }
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283, "the CRC-32C check value")
     }
+
+    /// The instruction path and the sliced table agree on every length and alignment, chained
+    /// or not (a record's checksum must not depend on the CPU that wrote it).
+    @Test func checksumPathsAgree() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<4099).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        data.withUnsafeBytes { all in
+            #expect(CRC32C.softwareChecksum(UnsafeRawBufferPointer(rebasing: all[0..<9])) != 0)
+            for start in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1500, 4090] where start + length <= all.count {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                    #expect(CRC32C.checksum(slice) == CRC32C.softwareChecksum(slice), "start \(start) length \(length)")
+                    let half = length / 2
+                    let first = UnsafeRawBufferPointer(rebasing: all[start..<(start + half)])
+                    let second = UnsafeRawBufferPointer(rebasing: all[(start + half)..<(start + length)])
+                    #expect(CRC32C.checksum(second, seed: CRC32C.checksum(first)) == CRC32C.checksum(slice))
+                }
+            }
+        }
+        "123456789".utf8.withContiguousStorageIfAvailable {
+            #expect(CRC32C.softwareChecksum(UnsafeRawBufferPointer($0)) == 0xE306_9283)
+        }
+    }
 }

@@ -44,4 +44,14 @@ pid_t csys_spawn_bound_to_parent(const char *path, char *const argv[], char *con
 void csys_allocator_map_large_blocks(size_t threshold);
 /// Returns free heap memory to the system (malloc_trim(0), every arena).
 void csys_allocator_release_free_memory(void);
+/// CRC-32C (Castagnoli) of `count` bytes, continuing from `crc` (0 to start; the result is
+/// already finalised, so chunks chain: crc(a+b) = csys_crc32c(csys_crc32c(0, a), b)). Uses the
+/// CPU's CRC32 instruction (x86-64 SSE4.2, checked at run time; ARMv8 CRC) and a sliced table
+/// otherwise.
+uint32_t csys_crc32c(uint32_t crc, const void *bytes, size_t count);
+/// 1 when csys_crc32c runs on the CPU's CRC32 instruction, 0 when it uses the table.
+int csys_crc32c_is_hardware(void);
+/// The table implementation alone (for tests that compare both paths).
+uint32_t csys_crc32c_software(uint32_t crc, const void *bytes, size_t count);
+
 #endif

@@ -2,17 +2,18 @@
 public enum ByteEncoding {
     /// Decodes lowercase or uppercase hex; nil on odd length or a non-hex character.
     public static func decodeHex<S: StringProtocol>(_ text: S) -> [UInt8]? {
-        let utf8 = Array(text.utf8)
+        decodeHex(utf8: text.utf8)
+    }
+
+    /// Hex digits (either case) given as bytes → the bytes they spell; nil when malformed.
+    public static func decodeHex(utf8: some Collection<UInt8>) -> [UInt8]? {
         guard utf8.count % 2 == 0 else { return nil }
         var out = [UInt8]()
         out.reserveCapacity(utf8.count / 2)
-        var i = 0
-        while i < utf8.count {
-            guard let hi = ASCII.hexValue(utf8[i]), let lo = ASCII.hexValue(utf8[i + 1]) else {
-                return nil
-            }
+        var digits = utf8.makeIterator()
+        while let high = digits.next(), let low = digits.next() {
+            guard let hi = ASCII.hexValue(high), let lo = ASCII.hexValue(low) else { return nil }
             out.append(UInt8(hi << 4 | lo))
-            i += 2
         }
         return out
     }
@@ -69,7 +70,12 @@ public enum ByteEncoding {
 
     /// Decodes standard or URL-safe base64, with or without padding; nil when malformed.
     public static func decodeBase64<S: StringProtocol>(_ text: S) -> [UInt8]? {
-        var chars = Array(text.utf8)
+        decodeBase64(utf8: text.utf8)
+    }
+
+    /// Base64 (standard or URL-safe, padding optional) given as bytes; nil when malformed.
+    public static func decodeBase64(utf8: some Collection<UInt8>) -> [UInt8]? {
+        var chars = Array(utf8)
         while chars.last == UInt8(ascii: "=") { chars.removeLast() }
         guard chars.count % 4 != 1 else { return nil }
         var out = [UInt8]()

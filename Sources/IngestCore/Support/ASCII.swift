@@ -24,9 +24,18 @@ public enum ASCII {
 extension StringProtocol {
     /// The string without leading and trailing spaces and tabs.
     public func trimmingASCIIWhitespace() -> String {
-        var scalars = Substring(self).unicodeScalars[...]
-        while let f = scalars.first, f == " " || f == "\t" { scalars.removeFirst() }
-        while let l = scalars.last, l == " " || l == "\t" { scalars.removeLast() }
-        return String(String.UnicodeScalarView(scalars))
+        let text = Substring(self)
+        let utf8 = text.utf8
+        func isBlank(_ b: UInt8) -> Bool { b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") }
+        var start = utf8.startIndex
+        var end = utf8.endIndex
+        while start < end, isBlank(utf8[start]) { utf8.formIndex(after: &start) }
+        while start < end {
+            let last = utf8.index(before: end)
+            guard isBlank(utf8[last]) else { break }
+            end = last
+        }
+        // Spaces and tabs are single scalars, so both ends are scalar boundaries.
+        return String(text[start..<end])
     }
 }
