@@ -114,6 +114,7 @@ struct BridgeEndToEndTests {
         let gapsLine = metrics.split(separator: "\n").first { $0.hasPrefix("ingest_bridge_gaps_total ") }
         #expect(gapsLine.flatMap { Int($0.split(separator: " ")[1]) }.map { $0 >= 4 } == true, "\(metrics)")
         #expect(metrics.contains("ingest_bridge_rejected_topics 1"))
+        try DashboardCoverage.expectExported(dashboard: "bridge", page: metrics, prefixes: ["ingest_bridge_"])
         #expect(metrics.contains("ingest_bridge_topic_permitted{topic=\"v2.forbidden.topic\"} 0"), "\(metrics)")
         #expect(metrics.contains("ingest_bridge_topic_permitted{topic=\"v2.analytics.queues.q1.observations\"} 1"))
         for gap in try gaps(broker) {

@@ -166,6 +166,12 @@ struct GatewayEndToEndTests {
         #expect(metrics.contains(#"ingest_http_requests_total{source="genesys",status="202"} 2"#))
         #expect(metrics.contains(#"ingest_auth_failures_total{source="genesys",reason="signature_mismatch"} 2"#))
         #expect(metrics.contains(#"ingest_heartbeats_dropped_total 1"#))
+        try DashboardCoverage.expectExported(
+            dashboard: "gateway",
+            page: metrics,
+            prefixes: ["ingest_"],
+            excluding: ["ingest_spool_"]
+        )
         #expect(!metrics.contains(GatewayProcess.secrets.primary))
         #expect(!gateway.child.output.contains(GatewayProcess.secrets.primary), "secrets never logged")
     }
