@@ -194,8 +194,6 @@ static uint32_t crc32c_hardware(uint32_t crc, const void *bytes, size_t count) {
 static int crc32c_hardware_available(void) { return 0; }
 #endif
 
-int csys_crc32c_is_hardware(void) { return crc32c_hardware_available(); }
-
 uint32_t csys_crc32c(uint32_t crc, const void *bytes, size_t count) {
     return crc32c_hardware_available() ? crc32c_hardware(crc, bytes, count) : csys_crc32c_software(crc, bytes, count);
 }

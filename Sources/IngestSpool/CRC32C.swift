@@ -14,9 +14,6 @@ enum CRC32C {
         bytes.withUnsafeBytes { checksum($0) }
     }
 
-    /// True when ``checksum(_:seed:)`` runs on the CPU's instruction.
-    static var isHardware: Bool { csys_crc32c_is_hardware() != 0 }
-
     /// The table implementation alone, for tests comparing the two paths.
     static func softwareChecksum(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
         csys_crc32c_software(seed, bytes.baseAddress, bytes.count)

@@ -49,8 +49,6 @@ void csys_allocator_release_free_memory(void);
 /// CPU's CRC32 instruction (x86-64 SSE4.2, checked at run time; ARMv8 CRC) and a sliced table
 /// otherwise.
 uint32_t csys_crc32c(uint32_t crc, const void *bytes, size_t count);
-/// 1 when csys_crc32c runs on the CPU's CRC32 instruction, 0 when it uses the table.
-int csys_crc32c_is_hardware(void);
 /// The table implementation alone (for tests that compare both paths).
 uint32_t csys_crc32c_software(uint32_t crc, const void *bytes, size_t count);
 
