@@ -17,9 +17,9 @@ public struct SimulatorConfiguration: Sendable {
     public var tokenLifetimeSeconds = 86_400
     /// Added to every API response.
     public var latencyMilliseconds = 0
-    /// Share of API requests answered 503 (0…1).
+    /// Share of API requests answered 503 (0…1), spread evenly (see ``FaultSpread``).
     public var serverErrorRate = 0.0
-    /// Share of API requests whose connection is dropped without an answer (0…1).
+    /// Share of API requests whose connection is dropped without an answer (0…1), spread evenly.
     public var connectionDropRate = 0.0
     /// Details of a conversation appear this long after it ended (eventual consistency).
     public var detailsDelayMilliseconds = 0
@@ -69,6 +69,8 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         /// waiting for ``GenesysSimulator/release(_:)``.
         var held: Set<String> = []
         var waiting: [(path: String, request: HTTPRequest, responder: HTTPResponder)] = []
+        var serverErrors = FaultSpread()
+        var connectionDrops = FaultSpread()
     }
 
     public let configuration: SimulatorConfiguration
@@ -260,7 +262,7 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             if heldNow { return }
         }
         if configuration.connectionDropRate > 0 && request.path.hasPrefix("/api/")
-            && Double.random(in: 0..<1) < configuration.connectionDropRate
+            && state.withLock({ $0.value.connectionDrops.next(rate: configuration.connectionDropRate) })
         {
             responder.abortConnection()
             return
@@ -358,7 +360,9 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         case .ok(let c):
             count = c
         }
-        if configuration.serverErrorRate > 0 && Double.random(in: 0..<1) < configuration.serverErrorRate {
+        if configuration.serverErrorRate > 0
+            && state.withLock({ $0.value.serverErrors.next(rate: configuration.serverErrorRate) })
+        {
             return Self.json(
                 .serviceUnavailable,
                 ["message": "Service unavailable", "code": "service.unavailable", "status": 503],
@@ -657,5 +661,18 @@ public enum ConversationDetailsFactory {
             "conversationEnd": time(end), "originatingDirection": "inbound",
             "divisionIds": [id()], "participants": .array(participants),
         ]
+    }
+}
+
+/// Injected faults at a rate, spread evenly instead of drawn at random: request `n` fails when
+/// `⌊n·rate⌋` moved on, so a rate below ½ never fails two requests in a row and a client with a
+/// few retries always gets through (a random draw made retry tests fail now and then).
+struct FaultSpread {
+    private var requests = 0
+
+    mutating func next(rate: Double) -> Bool {
+        requests += 1
+        let r = min(max(rate, 0), 1)
+        return (Double(requests) * r).rounded(.down) > (Double(requests - 1) * r).rounded(.down)
     }
 }

@@ -163,6 +163,9 @@ struct GenesysClientTests {
         let sim = try simulator { $0.serverErrorRate = 0.5 }
         let api = client(sim, configure: fastRetries)
         for _ in 0..<10 { _ = try await api.conversationDetails(id: "c-1") }
+        // Every other request is refused (spread evenly, not drawn at random): ten answers
+        // took about twenty requests.
+        #expect(sim.statistics.apiRequests >= 18, "the 503s were retried: \(sim.statistics.apiRequests) requests")
         await #expect {
             _ = try await client(sim, configure: fastRetries)
                 .conversationDetails(id: "missing")

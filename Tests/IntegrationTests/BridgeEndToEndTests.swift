@@ -53,7 +53,12 @@ struct BridgeEndToEndTests {
             try client.send(RawHTTPClient.request(method: "GET", path: path))
             return try client.readResponse()
         }
-        #expect(try get("/readyz").status == 200, "ready: the channel is connected")
+        // The simulator counts the socket as connected when it answers the upgrade; the bridge
+        // counts it once its own side of the handshake returned, a moment later.
+        #expect(
+            try await eventually(seconds: 10) { try get("/readyz").status == 200 },
+            "ready: the channel is connected"
+        )
         func publish(_ range: Range<Int>) {
             for i in range {
                 notifications.publish(
