@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "GenesysAPI", "IngestWorker", "IngestKafka", "IngestCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // The conversation-details enrichment handler.
@@ -208,6 +209,10 @@ let package = Package(
         ),
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(name: "IngestBridgeTests", dependencies: ["IngestBridge"]),
+        .testTarget(
+            name: "IngestReconciliationTests",
+            dependencies: ["IngestReconciliation", "IngestCore", "GenesysSimulator", "GenesysAPI", "IngestTesting"]
+        ),
         .testTarget(
             name: "IngestWebSocketTests",
             dependencies: ["IngestWebSocket", "IngestHTTPClient", "IngestCrypto", "IngestTesting"]

@@ -20,6 +20,18 @@ extension JSONValue {
         }
     }
 
+    /// The value of a Foundation object `JSONSerialization` can write (`.null` if it cannot).
+    init(foundation object: Any) {
+        guard JSONSerialization.isValidJSONObject(object),
+            let data = try? JSONSerialization.data(withJSONObject: object),
+            let value = try? JSONValue.parse(data)
+        else {
+            self = .null
+            return
+        }
+        self = value
+    }
+
     /// A request body that must be a JSON object.
     static func object(from body: [UInt8]) -> [String: JSONValue]? {
         (try? JSONValue.parse(Data(body)))?.objectValue

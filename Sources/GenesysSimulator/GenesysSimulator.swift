@@ -462,9 +462,27 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             let visible: [JSONValue] = state.withLock { box in
                 box.value.conversations.values.filter { $0.availableAt <= now }.map(\.details)
             }
+            // `segmentFilters` on queueId (`{"type":"or","predicates":[{"dimension":"queueId",
+            // "value":…}]}`): conversations with a segment in one of the queues.
+            let queueFilter = Set(
+                (query["segmentFilters"] as? [[String: Any]] ?? []).flatMap { filter in
+                    (filter["predicates"] as? [[String: Any]] ?? []).compactMap {
+                        $0["dimension"] as? String == "queueId" ? $0["value"] as? String : nil
+                    }
+                }
+            )
+            func inQueues(_ details: JSONValue) -> Bool {
+                queueFilter.isEmpty
+                    || details["participants"]?.elements.contains { p in
+                        p["sessions"]?.elements.contains { s in
+                            s["segments"]?.elements.contains { queueFilter.contains($0["queueId"]?.stringValue ?? "") }
+                                ?? false
+                        } ?? false
+                    } ?? false
+            }
             let all: [(Date, JSONValue)] = visible.compactMap { details in
                 guard let text = details["conversationStart"]?.stringValue,
-                    let start = iso.date(from: text) ?? plain.date(from: text), range.contains(start)
+                    let start = iso.date(from: text) ?? plain.date(from: text), range.contains(start), inQueues(details)
                 else { return nil }
                 return (start, details)
             }
@@ -598,6 +616,47 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
 
 /// Builds realistic conversation details (the shape of the analytics details endpoint).
 public enum ConversationDetailsFactory {
+    /// One inbound voice conversation: who took part (ids shared with its detail events, so
+    /// an event rebuilt from these details has the identity the live one had) and when, in
+    /// epoch milliseconds.
+    public struct Shape: Sendable {
+        public var conversationID: String
+        public var queueID: String
+        /// The answering agent's user id; nil when the caller abandoned.
+        public var agentID: String?
+        public var customerParticipantID = UUID().uuidString.lowercased()
+        public var acdParticipantID = UUID().uuidString.lowercased()
+        public var agentParticipantID = UUID().uuidString.lowercased()
+        /// The customer's and the queue's session (detail events name one per conversation).
+        public var sessionID = UUID().uuidString.lowercased()
+        public var start: Int64
+        public var queueStart: Int64
+        /// When the caller left the queue: answered or abandoned (`acd.end`'s eventTime).
+        public var queueEnd: Int64
+        /// `conversationEnd` (`customer.end`'s eventTime).
+        public var end: Int64
+
+        public init(
+            conversationID: String,
+            queueID: String,
+            agentID: String?,
+            start: Int64,
+            queueStart: Int64,
+            queueEnd: Int64,
+            end: Int64
+        ) {
+            self.conversationID = conversationID
+            self.queueID = queueID
+            self.agentID = agentID
+            self.start = start
+            self.queueStart = queueStart
+            self.queueEnd = queueEnd
+            self.end = end
+        }
+
+        public var abandoned: Bool { agentID == nil }
+    }
+
     public static func details(
         conversationID: String,
         queueID: String,
@@ -607,58 +666,75 @@ public enum ConversationDetailsFactory {
         talkMilliseconds: Int,
         abandoned: Bool
     ) -> JSONValue {
-        let iso = ISO8601DateFormatter()
-        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let queueEnd = start.addingTimeInterval(Double(waitMilliseconds) / 1000)
-        let end = queueEnd.addingTimeInterval(abandoned ? 0 : Double(talkMilliseconds) / 1000)
-        func time(_ date: Date) -> JSONValue { .string(iso.string(from: date)) }
+        let t0 = Int64((start.timeIntervalSince1970 * 1000).rounded())
+        let queueEnd = t0 + Int64(waitMilliseconds)
+        return details(
+            Shape(
+                conversationID: conversationID,
+                queueID: queueID,
+                agentID: abandoned ? nil : agentID,
+                start: t0,
+                queueStart: t0,
+                queueEnd: queueEnd,
+                end: queueEnd + (abandoned ? 0 : Int64(talkMilliseconds))
+            )
+        )
+    }
+
+    /// The details Genesys's analytics API returns for `shape`: a customer, an `acd`
+    /// participant whose session has `tAcd` (and `tAbandon` when abandoned) and, when
+    /// answered, an agent with `tTalk` and `tHandle`.
+    public static func details(_ shape: Shape) -> JSONValue {
+        func time(_ ms: Int64) -> JSONValue { .string(EventFields.isoString(milliseconds: ms)) }
         func id() -> JSONValue { .string(UUID().uuidString.lowercased()) }
-        func segment(_ from: Date, _ to: Date) -> JSONValue {
+        func segment(_ from: Int64, _ to: Int64) -> JSONValue {
             [
                 "segmentStart": time(from), "segmentEnd": time(to), "segmentType": "interact",
-                "queueId": .string(queueID),
+                "queueId": .string(shape.queueID),
             ]
         }
-        func metric(_ name: String, _ milliseconds: Int, _ at: Date) -> JSONValue {
+        func metric(_ name: String, _ milliseconds: Int64, _ at: Int64) -> JSONValue {
             ["name": .string(name), "value": .number(Double(milliseconds)), "emitDate": time(at)]
         }
-        var acdMetrics = [metric(abandoned ? "tAbandon" : "tAcd", waitMilliseconds, queueEnd)]
-        if abandoned { acdMetrics.append(metric("tAcd", waitMilliseconds, queueEnd)) }
+        let wait = shape.queueEnd - shape.queueStart
+        var acdMetrics = [metric(shape.abandoned ? "tAbandon" : "tAcd", wait, shape.queueEnd)]
+        if shape.abandoned { acdMetrics.append(metric("tAcd", wait, shape.queueEnd)) }
         var participants: [JSONValue] = [
             [
-                "participantId": id(), "purpose": "customer",
+                "participantId": .string(shape.customerParticipantID), "purpose": "customer",
                 "sessions": [
                     [
-                        "mediaType": "voice", "direction": "inbound", "sessionId": id(),
-                        "segments": [segment(start, end)],
+                        "mediaType": "voice", "direction": "inbound", "sessionId": .string(shape.sessionID),
+                        "segments": [segment(shape.start, shape.end)],
                     ]
                 ],
             ],
             [
-                "participantId": id(), "purpose": "acd",
+                "participantId": .string(shape.acdParticipantID), "purpose": "acd",
                 "sessions": [
                     [
-                        "mediaType": "voice", "direction": "inbound", "sessionId": id(),
-                        "segments": [segment(start, queueEnd)], "metrics": .array(acdMetrics),
+                        "mediaType": "voice", "direction": "inbound", "sessionId": .string(shape.sessionID),
+                        "segments": [segment(shape.queueStart, shape.queueEnd)], "metrics": .array(acdMetrics),
                     ]
                 ],
             ],
         ]
-        if !abandoned, let agentID {
+        if let agentID = shape.agentID {
+            let talk = shape.end - shape.queueEnd
             participants.append([
-                "participantId": id(), "purpose": "agent", "userId": .string(agentID),
+                "participantId": .string(shape.agentParticipantID), "purpose": "agent", "userId": .string(agentID),
                 "sessions": [
                     [
                         "mediaType": "voice", "direction": "inbound", "sessionId": id(),
-                        "segments": [segment(queueEnd, end)],
-                        "metrics": [metric("tTalk", talkMilliseconds, end), metric("tHandle", talkMilliseconds, end)],
+                        "segments": [segment(shape.queueEnd, shape.end)],
+                        "metrics": [metric("tTalk", talk, shape.end), metric("tHandle", talk, shape.end)],
                     ]
                 ],
             ])
         }
         return [
-            "conversationId": .string(conversationID), "conversationStart": time(start),
-            "conversationEnd": time(end), "originatingDirection": "inbound",
+            "conversationId": .string(shape.conversationID), "conversationStart": time(shape.start),
+            "conversationEnd": time(shape.end), "originatingDirection": "inbound",
             "divisionIds": [id()], "participants": .array(participants),
         ]
     }

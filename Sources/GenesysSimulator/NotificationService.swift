@@ -172,6 +172,7 @@ public final class NotificationService: @unchecked Sendable {
             let topics: [[String: Any]] = [
                 ["id": "v2.detail.events.conversation.{id}.customer.start", "transports": ["All"]],
                 ["id": "v2.detail.events.conversation.{id}.acd.end", "transports": ["All"]],
+                ["id": "v2.detail.events.conversation.{id}.customer.end", "transports": ["All"]],
                 ["id": "v2.analytics.queues.{id}.observations", "transports": ["Websocket"]],
                 ["id": "v2.routing.queues.{id}.conversations", "transports": ["Websocket"]],
                 ["id": "v2.users.{id}.presence", "transports": ["All"]],

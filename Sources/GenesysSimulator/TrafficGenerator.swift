@@ -25,6 +25,15 @@ public final class TrafficGenerator: Sendable {
         public var abandonRate = 0.1
         /// Queue wait: uniformly distributed in this range (milliseconds).
         public var waitRange: ClosedRange<Int> = 2_000...90_000
+        /// Conversation ids to use, in order, before random ones (a test that subscribes to
+        /// per-conversation notification topics knows them in advance).
+        public var conversationIDs: [String] = []
+        /// Post each event to the gateway as a signed EventBridge envelope.
+        public var postsToGateway = true
+        /// Also publish each detail event on the simulator's notification service, on its
+        /// per-conversation topic `v2.detail.events.conversation.{id}.{type}` (what a channel
+        /// subscribed to it receives).
+        public var notifiesDetailEvents = false
 
         public init(gatewayURL: String, secret: String) {
             self.gatewayURL = gatewayURL
@@ -37,6 +46,11 @@ public final class TrafficGenerator: Sendable {
         public var events = 0
         public var accepted = 0
         public var failed = 0
+        /// Detail events published on the notification service while no socket was subscribed
+        /// to their topic: lost to the WebSocket, as Genesys does not replay.
+        public var undelivered = 0
+        /// `acd.end` events among them: waits only a reconciliation can recover.
+        public var undeliveredWaits = 0
     }
 
     let options: Options
@@ -47,6 +61,7 @@ public final class TrafficGenerator: Sendable {
     /// Ended conversation ids, in order (tests compare with what was enriched).
     private let ended = LockedValue<[String]>([])
     private let injected = LockedValue<[InjectedWait]>([])
+    private let nextPreset = LockedValue(0)
 
     public init(options: Options, simulator: GenesysSimulator?, logger: Logger, http: HTTPClient = .shared) {
         self.options = options
@@ -173,32 +188,51 @@ public final class TrafficGenerator: Sendable {
     }
 
     private func simulateOne(waitRange: ClosedRange<Int>) async {
-        let conversation = UUID().uuidString.lowercased()
+        let preset = nextPreset.withLock { n -> String? in
+            defer { n += 1 }
+            return n < options.conversationIDs.count ? options.conversationIDs[n] : nil
+        }
+        let conversation = preset ?? UUID().uuidString.lowercased()
         let queue = options.queueIDs.randomElement()!
         let agent = options.agentIDs.randomElement()!
         let abandoned = Double.random(in: 0..<1) < options.abandonRate
-        let wait = Int.random(in: waitRange)
-        let talk = Int.random(in: 30_000...600_000)
-        let customer = UUID().uuidString.lowercased()
-        let acd = UUID().uuidString.lowercased()
-        let agentParticipant = UUID().uuidString.lowercased()
-        let session = UUID().uuidString.lowercased()
-        let t0 = WallClock.nowMilliseconds() - Int64(wait) - 500
-        injected.withLock { $0.append(InjectedWait(queueID: queue, waitMilliseconds: wait, abandoned: abandoned)) }
+        let wait = Int64(Int.random(in: waitRange))
+        let talk = Int64(Int.random(in: 30_000...600_000))
+        let t0 = WallClock.nowMilliseconds() - wait - 500
+        // One timeline for the events and the details Genesys will have: an event rebuilt
+        // from the details (a reconciliation) has the identity the live one had.
+        var shape = ConversationDetailsFactory.Shape(
+            conversationID: conversation,
+            queueID: queue,
+            agentID: abandoned ? nil : agent,
+            start: t0,
+            queueStart: t0 + 500,
+            queueEnd: t0 + 500 + wait,
+            end: t0 + 500 + wait + (abandoned ? 0 : talk + 15_000)
+        )
+        shape.agentParticipantID = UUID().uuidString.lowercased()
+        let (customer, acd, session) = (shape.customerParticipantID, shape.acdParticipantID, shape.sessionID)
+        let agentParticipant = shape.agentParticipantID
+        injected.withLock {
+            $0.append(InjectedWait(queueID: queue, waitMilliseconds: Int(wait), abandoned: abandoned))
+        }
         var events: [(String, [String: Any])] = [
             ("customer.start", ["participantId": customer, "sessionId": session, "eventTime": t0]),
-            ("acd.start", ["participantId": acd, "sessionId": session, "queueId": queue, "eventTime": t0 + 500]),
+            (
+                "acd.start",
+                ["participantId": acd, "sessionId": session, "queueId": queue, "eventTime": shape.queueStart]
+            ),
             (
                 "acd.end",
                 [
-                    "participantId": acd, "sessionId": session, "queueId": queue, "eventTime": t0 + 500 + Int64(wait),
+                    "participantId": acd, "sessionId": session, "queueId": queue, "eventTime": shape.queueEnd,
                     "acdOutcome": abandoned ? "ABANDON" : "ANSWERED", "connectedDurationMs": wait,
                     "answeredUserId": abandoned ? NSNull() : agent as Any,
                 ]
             ),
         ]
         if !abandoned {
-            let answered = t0 + 500 + Int64(wait)
+            let answered = shape.queueEnd
             events += [
                 (
                     "user.start",
@@ -208,14 +242,14 @@ public final class TrafficGenerator: Sendable {
                     "user.end",
                     [
                         "participantId": agentParticipant, "userId": agent, "queueId": queue,
-                        "eventTime": answered + Int64(talk),
+                        "eventTime": answered + talk,
                     ]
                 ),
                 (
                     "acw",
                     [
                         "participantId": agentParticipant, "userId": agent, "queueId": queue, "wrapupCode": "resolved",
-                        "wrapupDurationMs": 15_000, "eventTime": answered + Int64(talk) + 15_000,
+                        "wrapupDurationMs": 15_000, "eventTime": answered + talk + 15_000,
                     ]
                 ),
             ]
@@ -225,27 +259,30 @@ public final class TrafficGenerator: Sendable {
                 "customer.end",
                 [
                     "participantId": customer, "sessionId": session, "disconnectType": abandoned ? "CUSTOMER" : "PEER",
-                    "eventTime": t0 + Int64(wait + talk) + 1000,
+                    "eventTime": shape.end,
                 ]
             )
         )
         stats.withLock { $0.conversations += 1 }
         for (type, fields) in events {
             if type == "customer.end" {
-                simulator?.addConversation(
-                    ConversationDetailsFactory.details(
-                        conversationID: conversation,
-                        queueID: queue,
-                        agentID: abandoned ? nil : agent,
-                        start: Date(timeIntervalSince1970: Double(t0) / 1000),
-                        waitMilliseconds: wait,
-                        talkMilliseconds: talk,
-                        abandoned: abandoned
-                    )
-                )
+                simulator?.addConversation(ConversationDetailsFactory.details(shape))
                 ended.withLock { $0.append(conversation) }
             }
-            await post(Self.envelope(conversation: conversation, type: type, fields: fields))
+            let body = Self.eventBody(conversation: conversation, fields: fields)
+            if options.notifiesDetailEvents, let simulator {
+                let delivered = simulator.notifications.publish(
+                    topicName: "v2.detail.events.conversation.\(conversation).\(type)",
+                    eventBody: JSONValue(foundation: body)
+                )
+                if delivered == 0 {
+                    stats.withLock {
+                        $0.undelivered += 1
+                        if type == "acd.end" { $0.undeliveredWaits += 1 }
+                    }
+                }
+            }
+            await post(Self.envelope(conversation: conversation, type: type, body: body))
         }
     }
 
@@ -280,11 +317,20 @@ public final class TrafficGenerator: Sendable {
     }
 
     /// An EventBridge envelope of a conversation detail event.
-    static func envelope(conversation: String, type: String, fields: [String: Any]) -> [UInt8] {
+    /// A detail event's `eventBody`: its fields plus the conversation, media type, direction.
+    static func eventBody(conversation: String, fields: [String: Any]) -> [String: Any] {
         var body = fields
         body["conversationId"] = conversation
         body["mediaType"] = "VOICE"
         body["direction"] = "INBOUND"
+        return body
+    }
+
+    static func envelope(conversation: String, type: String, fields: [String: Any]) -> [UInt8] {
+        envelope(conversation: conversation, type: type, body: eventBody(conversation: conversation, fields: fields))
+    }
+
+    static func envelope(conversation: String, type: String, body: [String: Any]) -> [UInt8] {
         let envelope: [String: Any] = [
             "version": "0", "id": UUID().uuidString.lowercased(),
             "detail-type": "v2.detail.events.conversation.{id}.\(type)",
@@ -301,6 +347,7 @@ public final class TrafficGenerator: Sendable {
     }
 
     private func post(_ body: [UInt8]) async {
+        guard options.postsToGateway else { return }
         let request = HTTPClientRequest(
             method: "POST",
             url: options.gatewayURL,

@@ -25,10 +25,14 @@ final class BridgeOutput: Sendable {
         self.logger = logger
     }
 
-    /// `digest`: the SHA-256 (hex) of `message`. Notifications carry no id: the digest of the
-    /// exact message identifies a redelivery (the same bytes twice), never two distinct events.
+    /// `digest`: the SHA-256 (hex) of `message`. Notifications carry no id. The event id is the
+    /// identity the worker would derive from the message itself (``DedupKey``): for a
+    /// conversation detail event its composite (conversation + type + participant + session +
+    /// eventTime), which the reconcile handler gives the same event rebuilt from details, so
+    /// one that arrived at a gap's edge is not counted twice; for anything else the digest of
+    /// the exact message (a redelivery is the same bytes, two distinct events never are).
     func publish(_ message: [UInt8], digest: String, info: EnvelopeInfo, channel: Int) {
-        let eventID = "notification:" + digest
+        let eventID = (try? DedupKey.derive(from: message, digest: { _ in digest }).key) ?? "sha256:" + digest
         let headers = RawEventHeaders.make(
             info: info,
             contentType: "application/json",

@@ -5,6 +5,19 @@ import Testing
 
 @Suite("Event fields: timestamps from the wire")
 struct EventFieldsTests {
+    @Test func isoStringsRoundTripToTheMillisecond() {
+        #expect(EventFields.isoString(milliseconds: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(EventFields.isoString(milliseconds: 1_735_552_800_500) == "2024-12-30T10:00:00.500Z")
+        #expect(EventFields.isoString(milliseconds: 951_782_400_001) == "2000-02-29T00:00:00.001Z")
+        #expect(EventFields.isoString(milliseconds: 253_402_300_799_999) == "9999-12-31T23:59:59.999Z")
+        #expect(EventFields.isoString(milliseconds: -5) == "1970-01-01T00:00:00.000Z", "clamped, never a trap")
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let ms = Int64.random(in: 0...253_402_300_799_999, using: &generator)
+            #expect(EventFields.isoMilliseconds(EventFields.isoString(milliseconds: ms)) == ms)
+        }
+    }
+
     @Test func internetDateTimesBecomeEpochMilliseconds() {
         #expect(EventFields.isoMilliseconds("1970-01-01T00:00:00Z") == 0)
         #expect(EventFields.isoMilliseconds("2024-12-30T10:00:00.000Z") == 1_735_552_800_000)

@@ -429,11 +429,12 @@ struct AnalyticsEndToEndTests {
         }
         #expect(counted, "all 200 waits counted: \(worker.child.output.suffix(1500))")
         let metrics = page()
-        try DashboardCoverage.expectExported(
+        try await DashboardCoverage.expectExported(
             dashboard: "queues",
-            page: metrics,
             prefixes: ["genesys_queue_", "genesys_analytics_"]
-        )
+        ) {
+            page()
+        }
         for queue in options.queueIDs {
             let waits = injected.filter { $0.queueID == queue }.map { Double($0.waitMilliseconds) }
             let labels = ["queue": queue, "window": "15m"]

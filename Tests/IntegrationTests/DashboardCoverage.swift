@@ -53,14 +53,17 @@ enum DashboardCoverage {
     }
 
     /// Records an issue for every metric the dashboard queries (restricted to names with one of
-    /// `prefixes`) that `page` does not export.
+    /// `prefixes`) that the process does not export. `page` reads its `/metrics`; it is read
+    /// again for up to `seconds` while names are missing (a series appears with the first
+    /// event that sets it: an observation a second after the load began, say).
     static func expectExported(
         dashboard: String,
-        page: String,
         prefixes: [String],
         excluding excluded: [String] = [],
-        sourceLocation: SourceLocation = #_sourceLocation
-    ) throws {
+        within seconds: Double = 20,
+        sourceLocation: SourceLocation = #_sourceLocation,
+        page: () async throws -> String
+    ) async throws {
         let queried = try queriedMetrics(dashboard: dashboard).filter { name in
             prefixes.contains { name.hasPrefix($0) } && !excluded.contains { name.hasPrefix($0) }
         }
@@ -69,7 +72,12 @@ enum DashboardCoverage {
             "dashboard \(dashboard) queries metrics with \(prefixes)",
             sourceLocation: sourceLocation
         )
-        let missing = queried.subtracting(exportedMetrics(page)).sorted()
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        var missing = queried.subtracting(exportedMetrics(try await page())).sorted()
+        while !missing.isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(250))
+            missing = queried.subtracting(exportedMetrics(try await page())).sorted()
+        }
         #expect(
             missing.isEmpty,
             "dashboard \(dashboard) queries metrics the process does not export: \(missing)",

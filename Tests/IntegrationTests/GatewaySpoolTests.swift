@@ -157,7 +157,9 @@ struct GatewaySpoolTests {
         #expect(try gateway.get("/readyz").status == 200, "ready: the spool takes events")
         let metrics = try gateway.get("/metrics").bodyText
         #expect(metrics.contains("ingest_spool_pending_records"))
-        try DashboardCoverage.expectExported(dashboard: "gateway", page: metrics, prefixes: ["ingest_spool_"])
+        try await DashboardCoverage.expectExported(dashboard: "gateway", prefixes: ["ingest_spool_"]) {
+            try gateway.get("/metrics").bodyText
+        }
         try broker.start()
         try await Task.sleep(for: .seconds(1))
         load.finish()

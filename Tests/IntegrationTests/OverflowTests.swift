@@ -173,7 +173,9 @@ struct OverflowControllerTests {
         #expect(audit.contains { ($0["detail"] as? String) == "PUT queue" && $0["durationMs"] is Int })
         let metrics = try worker.get("/metrics").bodyText
         #expect(metricValues(metrics, "genesys_overflow_activations_total") == [1])
-        try DashboardCoverage.expectExported(dashboard: "queues", page: metrics, prefixes: ["genesys_overflow_"])
+        try await DashboardCoverage.expectExported(dashboard: "queues", prefixes: ["genesys_overflow_"]) {
+            try worker.get("/metrics").bodyText
+        }
         #expect(metricValues(metrics, "genesys_overflow_reverts_total") == [1])
         #expect(metricValues(metrics, "genesys_overflow_time_in_overflow_seconds_total").first ?? 0 > 0)
         let webhook = await within(10) {

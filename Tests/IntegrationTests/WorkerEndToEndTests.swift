@@ -184,12 +184,9 @@ struct WorkerEndToEndTests {
         let metrics = try worker.get("/metrics").bodyText
         #expect(metrics.contains(#"ingest_worker_dedup_hits_total 4"#))
         // Consumer lag is refreshed every 5 s once partitions are assigned.
-        var page = metrics
-        _ = try await eventually(seconds: 15) {
-            page = (try? worker.get("/metrics").bodyText) ?? ""
-            return page.contains("ingest_worker_consumer_lag{")
+        try await DashboardCoverage.expectExported(dashboard: "worker", prefixes: ["ingest_worker_"]) {
+            try worker.get("/metrics").bodyText
         }
-        try DashboardCoverage.expectExported(dashboard: "worker", page: page, prefixes: ["ingest_worker_"])
         #expect(try worker.get("/readyz").status == 200)
     }
 

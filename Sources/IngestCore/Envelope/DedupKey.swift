@@ -116,7 +116,7 @@ public enum DedupKey {
     }
 
     /// `v2.detail.events.conversation.{id}.customer.start` → `customer.start`.
-    static func topicType(_ topicName: String, after id: String) -> String {
+    public static func topicType(_ topicName: String, after id: String) -> String {
         let parts = topicName.split(separator: ".", omittingEmptySubsequences: false)
         guard !id.isEmpty, let i = parts.firstIndex(where: { $0 == id }), i + 1 < parts.count else { return topicName }
         return parts[(i + 1)...].joined(separator: ".")

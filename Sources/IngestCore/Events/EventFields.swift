@@ -94,4 +94,29 @@ public enum EventFields {
         let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second - offsetMinutes * 60
         return epochMilliseconds(Double(seconds) * 1000 + Double(millis))
     }
+
+    /// Epoch milliseconds → `yyyy-MM-ddTHH:mm:ss.SSSZ` (UTC), the inverse of
+    /// ``isoMilliseconds(_:)`` for the range ``epochMilliseconds(_:)`` allows (clamped to it).
+    /// Exact to the millisecond (no floating point), so a time written and read back is equal.
+    public static func isoString(milliseconds: Int64) -> String {
+        let ms = min(max(milliseconds, 0), 253_402_300_799_999)
+        let seconds = Int(ms / 1000)
+        // H. Hinnant's civil_from_days.
+        let z = seconds / 86_400 + 719_468
+        let era = z / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        let t = seconds % 86_400
+        func pad(_ v: Int, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(t / 3600, 2)):\(pad(t / 60 % 60, 2)):"
+            + "\(pad(t % 60, 2)).\(pad(Int(ms % 1000), 3))Z"
+    }
 }

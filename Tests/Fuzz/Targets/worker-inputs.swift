@@ -1,8 +1,11 @@
+import Foundation
 import IngestCore
 
 /// The analytics worker's input parsers (acd.end, enriched records, wait records, queue
-/// observation notifications) over arbitrary bytes: a parse error is fine, a trap is not; parsed numbers
-/// are finite.
+/// observation notifications) and the reconcile handler's rebuilding of detail events from
+/// conversation details, over arbitrary bytes: a parse error is fine, a trap is not; parsed
+/// numbers are finite; a rebuilt event has a composite identity and is an acd.end the
+/// analytics input reads.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = bytes(data, size)
@@ -18,6 +21,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let o = try? AnalyticsInput.observations(input) {
         for v in [o.waiting, o.interacting, o.onQueueUsers, o.longestWaitingSeconds] {
             if let v { check(v.isFinite, "non-finite observation") }
+        }
+    }
+    if let details = try? JSONValue.parse(Data(input)) {
+        for e in MissedDetailEvents.events(in: details, window: Int64.min...Int64.max) {
+            let body = Array(e.message.jsonData)
+            let key = try? DedupKey.derive(from: body, digest: { _ in "" }).key
+            check(key?.hasPrefix("conv:") == true, "a rebuilt event without its composite identity")
+            if e.topicName.hasSuffix(".acd.end") {
+                check((try? AnalyticsInput.acdEnd(body)) != nil, "a rebuilt acd.end the analytics input refuses")
+            }
         }
     }
     return 0
