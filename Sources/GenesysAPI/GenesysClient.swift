@@ -387,6 +387,29 @@ public final class GenesysClient: Sendable {
         return out
     }
 
+    // MARK: - Presence
+
+    /// The Genesys Cloud presence of up to 50 users
+    /// (`GET /api/v2/users/presences/purecloud/bulk?id=…&id=…`): each a `UcUserPresence`
+    /// object (`userId`, `source`, `presenceDefinition {id, systemPresence}`, `message`,
+    /// `modifiedDate`) as Genesys sent it. Users Genesys does not know are absent.
+    public func userPresences(ids: [String]) async throws -> [JSONValue] {
+        precondition(ids.count <= 50, "at most 50 users per bulk presence read")
+        guard !ids.isEmpty else { return [] }
+        let query = ids.map {
+            "id=" + ($0.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(["&", "="])) ?? $0)
+        }.joined(separator: "&")
+        let response = try await request("GET", "/api/v2/users/presences/purecloud/bulk?\(query)")
+        guard let list = (try? JSONValue.parse(response.body))?.arrayValue else {
+            throw GenesysAPIError.client(
+                status: response.status,
+                message: "unexpected bulk presence body",
+                correlationID: response.correlationID
+            )
+        }
+        return list.filter { $0.objectValue != nil }
+    }
+
     /// Details of one conversation (`GET /api/v2/analytics/conversations/{id}/details`), a JSON
     /// object as Genesys sent it.
     public func conversationDetails(id: String) async throws -> JSONValue {

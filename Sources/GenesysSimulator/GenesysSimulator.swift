@@ -57,6 +57,8 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
         /// Live queue observations by queue id: oWaiting, oInteracting, oLongestWaiting (ms).
         var observations: [String: (waiting: Int, interacting: Int, longestWaitingMs: Int)] = [:]
         var estimatedWaits: [String: Double] = [:]
+        /// Genesys Cloud presence by user id: system presence, message, modified (epoch ms).
+        var presences: [String: (systemPresence: String, message: String, modified: Int64)] = [:]
         /// Writes per kind ("PUT queue", "POST members", "POST members delete") and queue id.
         var writes: [String: Int] = [:]
         var apiRequests = 0
@@ -132,6 +134,14 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
     /// Sets a queue's live observations (served by the observations query).
     public func setObservations(queueID: String, waiting: Int, interacting: Int, longestWaitingMilliseconds: Int) {
         state.withLock { $0.value.observations[queueID] = (waiting, interacting, longestWaitingMilliseconds) }
+    }
+
+    /// Sets a user's Genesys Cloud presence (`systemPresence`: AVAILABLE, BUSY, ON_QUEUE, …),
+    /// as `GET /api/v2/users/presences/purecloud/bulk` answers it.
+    public func setPresence(userID: String, systemPresence: String, message: String = "") {
+        state.withLock {
+            $0.value.presences[userID] = (systemPresence, message, WallClock.nowMilliseconds())
+        }
     }
 
     /// Registers the traffic generator's queues (Sales and Support, five members each) and an
@@ -492,6 +502,27 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             var answer: [String: Any] = ["totalHits": sorted.count]
             if !page.isEmpty { answer["conversations"] = page.map(\.foundationObject) }
             return Self.json(.ok, answer)
+        case ("GET", ["users", "presences", "purecloud", "bulk"]):
+            // `id` repeated (`?id=a&id=b`, as the SDKs send a "multi" collection) or comma
+            // separated; at most 50 users. Unknown users are left out.
+            let ids = Self.queryValues(request.target, "id").flatMap { $0.split(separator: ",").map(String.init) }
+            guard !ids.isEmpty, ids.count <= 50 else {
+                return Self.json(
+                    .badRequest,
+                    ["message": "id: 1 to 50 user ids", "code": "bad.request", "status": 400]
+                )
+            }
+            let known = state.withLock { box in ids.compactMap { id in box.value.presences[id].map { (id, $0) } } }
+            let presences: [[String: Any]] = known.map { id, p in
+                [
+                    "id": UUID().uuidString.lowercased(), "userId": id, "source": "PURECLOUD",
+                    "presenceDefinition": [
+                        "id": "pd-" + p.systemPresence.lowercased(), "systemPresence": p.systemPresence,
+                    ],
+                    "message": p.message, "modifiedDate": EventFields.isoString(milliseconds: p.modified),
+                ]
+            }
+            return Self.json(.ok, presences)
         case ("POST", ["analytics", "queues", "observations", "query"]):
             // {"filter":{"type":"or","predicates":[{"dimension":"queueId","value":"…"}]},"metrics":[…]}
             let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
@@ -601,6 +632,15 @@ public final class GenesysSimulator: HTTPRequestHandler, @unchecked Sendable {
             let end = iso.date(from: parts[1]) ?? plain.date(from: parts[1]), start < end
         else { return nil }
         return start..<end
+    }
+
+    /// Every value of a repeated query parameter, in order.
+    static func queryValues(_ target: String, _ name: String) -> [String] {
+        guard let q = target.firstIndex(of: "?") else { return [] }
+        return target[target.index(after: q)...].split(separator: "&").compactMap { pair in
+            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            return kv.count == 2 && kv[0] == name ? kv[1] : nil
+        }
     }
 
     static func query(_ target: String) -> [String: String] {

@@ -22,8 +22,10 @@ import Prometheus
 ///   raw conversation topic with the identity the live events had, so the worker's
 ///   idempotency drops the ones that did arrive. The query waits until the gap ended
 ///   ``Settings/settle`` ago (Genesys: an interval still receiving data changes while read).
-/// - Other topics (user presence, …) are not reconciled yet: counted and logged, the gap is
-///   acknowledged.
+/// - User presence topics (`v2.users.{id}.presence`): the users' current Genesys Cloud
+///   presence (`GET /api/v2/users/presences/purecloud/bulk`, 50 at a time), each published on
+///   the raw user topic as a presence notification — state, like observations.
+/// - Other topics are not reconciled: counted and logged, the gap is acknowledged.
 ///
 /// Handling a gap twice (a crash between publishing and committing) publishes the same records
 /// with the same ids (`reconciled:<gap id>:<queue id>`, the detail events' composite ids),
@@ -81,6 +83,7 @@ public struct ReconcileHandler: EventHandler {
         var conversations: [String: Set<String>] = [:]
         /// Queue conversation topics: the queues whose conversations are re-read.
         var conversationQueues: [String] = []
+        var presenceUsers: [String] = []
         var skipped: [String] = []
 
         init(topics: [String]) {
@@ -101,6 +104,8 @@ public struct ReconcileHandler: EventHandler {
                     let id = route.entityID
                 {
                     if !conversationQueues.contains(id) { conversationQueues.append(id) }
+                } else if topic.hasPrefix("v2.users."), let id = route.entityID, topic == "v2.users.\(id).presence" {
+                    if !presenceUsers.contains(id) { presenceUsers.append(id) }
                 } else {
                     skipped.append(topic)
                 }
@@ -118,11 +123,12 @@ public struct ReconcileHandler: EventHandler {
         if !plan.skipped.isEmpty {
             metrics.unreconciledTopics.increment(by: Int64(plan.skipped.count))
             logger.warning(
-                "gap topics not reconciled (queue observations and conversation details are, so far)",
+                "gap topics not reconciled (queue observations, conversation details and user presence are)",
                 metadata: ["reconcile.gap": "\(gap.eventID)", "reconcile.topics": "\(plan.skipped.count)"]
             )
         }
         let queues = try await reconcileObservations(plan.observedQueues, gap: gap)
+        let users = try await reconcilePresence(plan.presenceUsers, gap: gap)
         let details = try await reconcileDetails(plan, gap: gap)
         metrics.gaps.increment()
         metrics.gapMilliseconds.increment(by: gap.to - gap.from)
@@ -130,7 +136,8 @@ public struct ReconcileHandler: EventHandler {
             "gap reconciled",
             metadata: [
                 "reconcile.gap": "\(gap.eventID)", "reconcile.reason": "\(gap.reason)",
-                "reconcile.queues": "\(queues)", "reconcile.detail_events": "\(details)",
+                "reconcile.queues": "\(queues)", "reconcile.users": "\(users)",
+                "reconcile.detail_events": "\(details)",
                 "reconcile.gap_ms": "\(gap.to - gap.from)",
             ]
         )
@@ -138,7 +145,7 @@ public struct ReconcileHandler: EventHandler {
             SideEffect(
                 handler: name,
                 dedupKey: event.dedupKey,
-                payload: "\(gap.eventID) queues=\(queues) details=\(details)"
+                payload: "\(gap.eventID) queues=\(queues) users=\(users) details=\(details)"
             )
         ]
     }
@@ -186,6 +193,37 @@ public struct ReconcileHandler: EventHandler {
             }
         }
         metrics.recovered(family: .queue, published)
+        return published
+    }
+
+    private func reconcilePresence(_ userIDs: [String], gap: GapRecord) async throws(HandlerFailure) -> Int {
+        var published = 0
+        for start in stride(from: 0, to: userIDs.count, by: 50) {
+            let batch = Array(userIDs[start..<min(userIDs.count, start + 50)])
+            let presences: [JSONValue]
+            do { presences = try await genesys.userPresences(ids: batch) } catch {
+                throw Self.failure(error, "the bulk presence read")
+            }
+            for p in presences {
+                guard let user = p["userId"]?.stringValue, batch.contains(user) else { continue }
+                // The notification shape of `v2.users.{id}.presence`: the presence itself.
+                var body: [String: JSONValue] = [:]
+                for field in ["source", "presenceDefinition", "message", "modifiedDate"] {
+                    if let v = p[field] { body[field] = v }
+                }
+                let topic = "v2.users.\(user).presence"
+                try await publish(
+                    ["topicName": .string(topic), "version": "2", "eventBody": .object(body)],
+                    topic: naming.topic(for: .user),
+                    key: user,
+                    topicName: topic,
+                    eventID: "reconciled:\(gap.eventID):\(user)",
+                    gap: gap
+                )
+                published += 1
+            }
+        }
+        metrics.recovered(family: .user, published)
         return published
     }
 
@@ -301,12 +339,12 @@ public struct ReconcileMetrics: Sendable {
             "Gap topics of a kind not reconciled (their events stay lost)."
         )
         recoveredByFamily = Dictionary(
-            uniqueKeysWithValues: [TopicFamily.conversation, .queue].map {
+            uniqueKeysWithValues: [TopicFamily.conversation, .queue, .user].map {
                 (
                     $0,
                     counter(
                         "ingest_reconcile_records",
-                        "Records published from the REST APIs for gaps (conversation: detail events; queue: observations).",
+                        "Records published from the REST APIs for gaps (conversation: detail events; queue: observations; user: presence).",
                         [("family", $0.rawValue)]
                     )
                 )

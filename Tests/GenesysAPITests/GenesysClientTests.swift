@@ -205,6 +205,51 @@ struct GenesysClientTests {
         await sim.stop()
     }
 
+    /// The details query over an interval, every page of it: 230 conversations in two queues
+    /// come back once each, only those that started in the interval, only the queue asked for
+    /// when filtered.
+    @Test func theDetailsQueryReadsEveryPageOfAnInterval() async throws {
+        let sim = try simulator()
+        let t0: Int64 = 1_767_225_600_000
+        for i in 0..<230 {
+            sim.addConversation(
+                ConversationDetailsFactory.details(
+                    ConversationDetailsFactory.Shape(
+                        conversationID: "c-\(i)",
+                        queueID: i % 2 == 0 ? "q-even" : "q-odd",
+                        agentID: nil,
+                        start: t0 + Int64(i) * 1000,
+                        queueStart: t0 + Int64(i) * 1000,
+                        queueEnd: t0 + Int64(i) * 1000 + 500,
+                        end: t0 + Int64(i) * 1000 + 500
+                    )
+                )
+            )
+        }
+        let api = client(sim)
+        let all = try await api.conversationDetailsQuery(from: t0, to: t0 + 230_000)
+        #expect(all.count == 230 && Set(all.compactMap { $0["conversationId"]?.stringValue }).count == 230)
+        let some = try await api.conversationDetailsQuery(from: t0 + 10_000, to: t0 + 20_000)
+        #expect(some.compactMap { $0["conversationId"]?.stringValue } == (10..<20).map { "c-\($0)" })
+        let even = try await api.conversationDetailsQuery(from: t0, to: t0 + 230_000, queueIDs: ["q-even"])
+        #expect(even.count == 115)
+        #expect(try await api.conversationDetailsQuery(from: t0 + 300_000, to: t0 + 400_000).isEmpty)
+        await sim.stop()
+    }
+
+    @Test func bulkPresenceReadsKnownUsers() async throws {
+        let sim = try simulator()
+        sim.setPresence(userID: "u-1", systemPresence: "ON_QUEUE")
+        sim.setPresence(userID: "u-2", systemPresence: "BREAK", message: "lunch")
+        let api = client(sim)
+        let found = try await api.userPresences(ids: ["u-1", "u-2", "u-unknown"])
+        #expect(found.compactMap { $0["userId"]?.stringValue } == ["u-1", "u-2"])
+        #expect(found.last?["presenceDefinition"]?["systemPresence"]?.stringValue == "BREAK")
+        #expect(found.last?["message"]?.stringValue == "lunch")
+        #expect(try await api.userPresences(ids: []).isEmpty)
+        await sim.stop()
+    }
+
     /// Two clients (as two worker instances) share one budget through one store file: together
     /// they stay under the simulator's limit and never see a 429. Independent budgets would not.
     @Test func aSharedBudgetHoldsAcrossInstances() async throws {

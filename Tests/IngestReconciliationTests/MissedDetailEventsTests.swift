@@ -133,6 +133,7 @@ struct MissedDetailEventsTests {
         #expect(plan.observedQueues == ["q1"])
         #expect(plan.conversations == ["c1": ["acd.end", "customer.end"]])
         #expect(plan.conversationQueues == ["q2"])
-        #expect(plan.skipped == ["v2.detail.events.conversation.c2.user.start", "v2.users.u1.presence"])
+        #expect(plan.presenceUsers == ["u1"])
+        #expect(plan.skipped == ["v2.detail.events.conversation.c2.user.start"])
     }
 }

@@ -254,14 +254,17 @@ struct BridgeEndToEndTests {
         #expect(numbers == Set(0..<50), "everything the socket delivered reached Kafka: \(numbers.count) of 50")
         await simulator.stop()
     }
+
     /// The real path for a gap: bridge → gap record → `ingest-worker` with the reconcile
     /// handler → the observations query → one observation per affected queue on the raw queue
-    /// topic, marked as reconciled, in the shape the analytics and overflow handlers read.
-    @Test func aGapIsReconciledFromTheObservationsQuery() async throws {
+    /// topic, marked as reconciled, in the shape the analytics and overflow handlers read; and
+    /// the bulk presence read → the user's presence on the raw user topic.
+    @Test func aGapIsReconciledFromTheObservationsQueryAndThePresenceRead() async throws {
         let rig = try BridgeRig(heartbeat: .milliseconds(300))
         let (broker, simulator) = (rig.broker, rig.simulator)
         simulator.setObservations(queueID: "q1", waiting: 7, interacting: 3, longestWaitingMilliseconds: 95_000)
         simulator.setObservations(queueID: "q2", waiting: 0, interacting: 1, longestWaitingMilliseconds: 0)
+        simulator.setPresence(userID: "u1", systemPresence: "ON_QUEUE")
         let bridge = try rig.bridge(
             [
                 "INGEST_BRIDGE_TOPICS": "v2.analytics.queues.{id}.observations,v2.users.{id}.presence",
@@ -296,7 +299,21 @@ struct BridgeEndToEndTests {
         #expect(q1.waiting == 7 && q1.interacting == 3 && q1.longestWaitingSeconds == 95)
         #expect(observations.contains { $0.queueID == "q2" && $0.waiting == 0 })
         #expect(reconciled.allSatisfy { r in r.key.map { String(decoding: $0, as: UTF8.self) } != nil })
-        #expect(worker.child.output.contains("gap topics not reconciled"), "the presence topic is said to be left")
+        // The presence topic: the user's current presence from the bulk read, on the raw user
+        // topic.
+        var presence: [KafkaRecord] = []
+        _ = try await eventually(seconds: 20) {
+            presence = try records(broker, ["genesys.raw.user"]).filter { r in
+                r.headers.contains { $0.name == IngestHeader.reconciledGap }
+            }
+            return !presence.isEmpty
+        }
+        #expect(presence.count == 1, "one presence for u1: \(presence.count)")
+        let p = try JSONValue.parse(Data(try #require(presence.first).value))
+        #expect(p["topicName"]?.stringValue == "v2.users.u1.presence")
+        #expect(p["eventBody"]?["presenceDefinition"]?["systemPresence"]?.stringValue == "ON_QUEUE")
+        #expect(presence.first?.key.map { String(decoding: $0, as: UTF8.self) } == "u1")
+        #expect(!worker.child.output.contains("gap topics not reconciled"), "every topic kind is reconciled")
         await simulator.stop()
     }
 }
