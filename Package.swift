@@ -173,10 +173,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The ops console: dead letters, redrive jobs and their audit, server-rendered on our
+        // HTTP server (served by `ingestctl console serve`).
+        .target(
+            name: "IngestConsole",
+            dependencies: [
+                "IngestCore", "IngestCrypto", "IngestHTTP", "IngestKafka", "IngestWorker",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "ingestctl",
             dependencies: [
-                "IngestSpool",
+                "IngestSpool", "IngestWorker", "IngestConsole",
                 "IngestCore", "IngestCrypto", "IngestKafka", "GenesysSimulator", "IngestHTTPClient",
                 "IngestStore", "IngestAnalytics", "IngestOverflow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -210,6 +219,10 @@ let package = Package(
         .testTarget(name: "IngestHTTPTests", dependencies: ["IngestHTTP", "IngestCore", "IngestTesting"]),
         .testTarget(name: "IngestBridgeTests", dependencies: ["IngestBridge"]),
         .testTarget(
+            name: "IngestConsoleTests",
+            dependencies: ["IngestConsole", "IngestCore", "IngestCrypto", "IngestKafka", "IngestWorker"]
+        ),
+        .testTarget(
             name: "IngestReconciliationTests",
             dependencies: ["IngestReconciliation", "IngestCore", "GenesysSimulator", "GenesysAPI", "IngestTesting"]
         ),
@@ -226,7 +239,7 @@ let package = Package(
             dependencies: [
                 "IngestGateway", "IngestWorker", "IngestStore", "IngestKafka", "IngestCore", "IngestCrypto",
                 "IngestTesting", "IngestAnalytics", "GenesysSimulator", "IngestOverflow", "GenesysAPI",
-                "IngestEnrichment", "IngestHTTPClient", "IngestBridge", "IngestReconciliation",
+                "IngestEnrichment", "IngestHTTPClient", "IngestBridge", "IngestReconciliation", "IngestConsole",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

@@ -3,6 +3,7 @@ import Foundation
 import IngestCore
 import IngestCrypto
 import IngestKafka
+import IngestWorker
 import Logging
 import Synchronization
 
@@ -157,7 +158,7 @@ struct DLQ: ParsableCommand {
     struct Replay: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Re-publish dead letters to their origin topic (same key, value and headers, plus dlq-replayed-from)."
+                "Re-publish dead letters to their origin topic (same key and value, the product's headers, plus dlq-replayed-from)."
         )
         @OptionGroup var broker: BrokerOptions
         @OptionGroup var filters: Filters
@@ -190,14 +191,14 @@ struct DLQ: ParsableCommand {
             )
             let pacer = RatePacer(perSecond: rate)
             for (i, r) in records.enumerated() {
-                guard let origin = r.header(DeadLetterHeader.originTopic) else { continue }
-                var headers = r.headers.filter {
-                    !DeadLetterHeader.all.contains($0.name) && $0.name != DeadLetterHeader.replayedFrom
-                }
-                headers.append(
-                    KafkaHeader(name: DeadLetterHeader.replayedFrom, string: "\(r.topic)/\(r.partition)@\(r.offset)")
+                guard let replay = DeadLetterRedrive.replay(of: r) else { continue }
+                try producer.produce(
+                    topic: replay.topic,
+                    key: replay.key,
+                    value: replay.value,
+                    headers: replay.headers,
+                    token: UInt64(i + 1)
                 )
-                try producer.produce(topic: origin, key: r.key, value: r.value, headers: headers, token: UInt64(i + 1))
                 progress(i + 1, records.count)
                 let wait = pacer.delay(before: i + 1)
                 if wait > .zero { Thread.sleep(forTimeInterval: wait.inSeconds) }

@@ -16,7 +16,7 @@ struct IngestCtl: AsyncParsableCommand {
         abstract: "Operate GenesysIngest: send signed test events, manage topics, inspect records.",
         subcommands: [
             Send.self, Produce.self, Topics.self, Count.self, Tail.self, DLQ.self, Simulate.self, Overflow.self,
-            BenchAnalytics.self, BenchConsume.self, Spool.self,
+            BenchAnalytics.self, BenchConsume.self, Spool.self, Console.self,
         ]
     )
 }

@@ -1,0 +1,511 @@
+import Foundation
+import IngestCore
+import IngestHTTP
+import IngestKafka
+import IngestWorker
+import Logging
+
+/// A request as the console sees it: path, query and form parameters, the cookie header.
+public struct ConsoleRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var query: [String: String]
+    public var form: [String: String]
+    public var cookie: String?
+
+    public init(
+        method: String,
+        path: String,
+        query: [String: String] = [:],
+        form: [String: String] = [:],
+        cookie: String? = nil
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.form = form
+        self.cookie = cookie
+    }
+
+    public init(_ r: HTTPRequest) {
+        method = r.method
+        path = String(r.path)
+        let target = r.target
+        query = target.firstIndex(of: "?").map { Self.decodeForm(target[target.index(after: $0)...]) } ?? [:]
+        let type = r.headers["content-type"]?.lowercased() ?? ""
+        form =
+            type.hasPrefix("application/x-www-form-urlencoded")
+            ? Self.decodeForm(Substring(decoding: r.body, as: UTF8.self)) : [:]
+        cookie = r.headers["cookie"]
+    }
+
+    /// `a=1&b=two+words` → ["a": "1", "b": "two words"] (the first of repeated names wins).
+    static func decodeForm(_ text: Substring) -> [String: String] {
+        var out: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String {
+                let plus = s.replacingOccurrences(of: "+", with: " ")
+                return plus.removingPercentEncoding ?? plus
+            }
+            let key = decode(kv[0])
+            if out[key] == nil { out[key] = kv.count == 2 ? decode(kv[1]) : "" }
+        }
+        return out
+    }
+}
+
+/// The console's settings.
+public struct ConsoleConfiguration: Sendable {
+    public var users: ConsoleUsers
+    public var signer: SessionSigner
+    public var naming = TopicNaming()
+    /// Value fields shown as `***` to viewers.
+    public var maskedFields: Set<String> = ["ani", "dnis", "addressFrom", "addressTo", "address", "callerId"]
+    public var auditTopic = "ingest.dlq.audit"
+    public var pageSize = 50
+    /// Records one page request reads at most (memory stays one record; time is bounded).
+    public var scanLimit = 200_000
+    /// Redrive rate when the form gives none, and the most allowed (records per second).
+    public var defaultRate: Double = 100
+    public var maximumRate: Double = 5_000
+
+    public init(users: ConsoleUsers, signer: SessionSigner) {
+        self.users = users
+        self.signer = signer
+    }
+}
+
+/// The console's pages and actions: request in, response out (blocking: it reads Kafka).
+/// Every state-changing request needs a valid session, the role for it and the session's
+/// CSRF token; all of it is checked here, whatever the page showed.
+public final class ConsoleApp: Sendable {
+    let configuration: ConsoleConfiguration
+    let source: any DeadLetterSource
+    public let jobs: RedriveJobs
+    let throttle = LoginThrottle()
+    let logger: Logger
+
+    public init(
+        configuration: ConsoleConfiguration,
+        source: any DeadLetterSource,
+        publisher: @escaping @Sendable () throws -> any RedrivePublisher,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.source = source
+        self.jobs = RedriveJobs(
+            source: source,
+            publisher: publisher,
+            auditTopic: configuration.auditTopic,
+            logger: logger
+        )
+        self.logger = logger
+    }
+
+    var signer: SessionSigner { configuration.signer }
+
+    static func html(_ status: HTTPStatus, _ text: String, headers: [(String, String)] = []) -> HTTPResponse {
+        HTTPResponse(
+            status: status,
+            headers: [
+                ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+                ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+                (
+                    "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'"
+                ),
+                ("Referrer-Policy", "same-origin"),
+            ] + headers,
+            body: Array(text.utf8)
+        )
+    }
+
+    static func redirect(_ location: String, headers: [(String, String)] = []) -> HTTPResponse {
+        HTTPResponse(
+            status: HTTPStatus(code: 303, reason: "See Other"),
+            headers: [("Location", location), ("Cache-Control", "no-store")] + headers,
+            body: []
+        )
+    }
+
+    static let forbidden = HTTPStatus(code: 403, reason: "Forbidden")
+    static let tooMany = HTTPStatus(code: 429, reason: "Too Many Requests")
+
+    public func respond(_ req: ConsoleRequest) -> HTTPResponse {
+        if req.path == "/healthz" { return HTTPResponse.json(.ok, "{\"status\":\"ok\"}") }
+        if req.path == "/login" { return req.method == "POST" ? login(req) : loginPage(nil, status: .ok) }
+        guard let session = signer.session(cookieHeader: req.cookie) else {
+            return req.method == "GET" ? Self.redirect("/login") : error(.unauthorized, "sign in first", nil)
+        }
+        if req.method == "POST" {
+            // Every state-changing request carries the session's token (a forged cross-site
+            // form cannot know it).
+            guard signer.checkCSRF(req.form["csrf"], session) else {
+                logger.warning(
+                    "console: a POST without a valid CSRF token was refused",
+                    metadata: ["user": "\(session.user)"]
+                )
+                return error(Self.forbidden, "the form's CSRF token is missing or wrong: reload the page", session)
+            }
+        }
+        let parts = req.path.split(separator: "/").map(String.init)
+        let route = (
+            req.method, parts.count > 1 && parts[0] == "redrive" ? ["redrive", "*"] + parts.dropFirst(2) : parts
+        )
+        let id = parts.count > 1 ? parts[1] : ""
+        switch route {
+        case ("GET", []): return Self.redirect("/dlq")
+        case ("POST", ["logout"]): return Self.redirect("/login", headers: [("Set-Cookie", signer.clearCookie)])
+        case ("GET", ["dlq"]): return list(req, session)
+        case ("GET", ["dlq", "record"]): return record(req, session)
+        case ("GET", ["redrive"]): return redrives(session)
+        case ("POST", ["redrive", "*"]) where id == "plan":
+            guard session.role >= .operator else { return refuse(session, "plan a redrive") }
+            return plan(req, session)
+        case ("GET", ["redrive", "*"]): return job(id, session, notice: nil)
+        case ("POST", ["redrive", "*", "run"]):
+            guard session.role >= .operator else { return refuse(session, "run a redrive") }
+            let rate = Double(req.form["rate"] ?? "") ?? configuration.defaultRate
+            guard rate >= 1, rate <= configuration.maximumRate else {
+                return error(
+                    .badRequest,
+                    "rate must be between 1 and \(Int(configuration.maximumRate)) a second",
+                    session
+                )
+            }
+            do { try jobs.run(id, by: session.user, rate: rate) } catch {
+                return self.error(.badRequest, "\(error)", session)
+            }
+            return Self.redirect("/redrive/\(HTML.percent(id))")
+        case ("POST", ["redrive", "*", "cancel"]):
+            guard session.role >= .operator else { return refuse(session, "cancel a redrive") }
+            do { try jobs.cancel(id) } catch { return self.error(.badRequest, "\(error)", session) }
+            return Self.redirect("/redrive/\(HTML.percent(id))")
+        case ("GET", ["audit"]): return audit(session)
+        default: return error(.notFound, "no such page", session)
+        }
+    }
+
+    func refuse(_ session: ConsoleSession, _ what: String) -> HTTPResponse {
+        logger.warning("console: refused", metadata: ["user": "\(session.user)", "action": "\(what)"])
+        return error(Self.forbidden, "a \(session.role.rawValue) may not \(what)", session)
+    }
+
+    func error(_ status: HTTPStatus, _ message: String, _ session: ConsoleSession?) -> HTTPResponse {
+        Self.html(
+            status,
+            HTML.page(
+                title: "\(status.code) \(status.reason)",
+                session: session,
+                csrf: session.map(signer.csrfToken),
+                body: "<p class=\"error\">\(HTML.escape(message))</p>"
+            )
+        )
+    }
+
+    // MARK: Sign-in
+
+    func loginPage(_ message: String?, status: HTTPStatus, headers: [(String, String)] = []) -> HTTPResponse {
+        let note = message.map { "<p class=\"error\">\(HTML.escape($0))</p>" } ?? ""
+        return Self.html(
+            status,
+            HTML.page(
+                title: "Sign in",
+                session: nil,
+                csrf: nil,
+                body: """
+                    \(note)<form method="post" action="/login">
+                    <p><label>User <input name="user" autocomplete="username" required></label></p>
+                    <p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
+                    <p><button>Sign in</button></p></form>
+                    """
+            ),
+            headers: headers
+        )
+    }
+
+    func login(_ req: ConsoleRequest) -> HTTPResponse {
+        let name = req.form["user"] ?? ""
+        if let wait = throttle.retryAfter(name) {
+            return loginPage(
+                "too many failed sign-ins for this user: try again in \(wait) s",
+                status: Self.tooMany,
+                headers: [("Retry-After", String(wait))]
+            )
+        }
+        guard let user = configuration.users.authenticate(name: name, password: req.form["password"] ?? "") else {
+            throttle.failed(name)
+            logger.notice("console: failed sign-in", metadata: ["user": "\(name.prefix(64))"])
+            return loginPage("wrong user or password", status: .unauthorized)
+        }
+        throttle.succeeded(name)
+        let session = signer.newSession(user: user.name, role: user.role)
+        logger.info("console: signed in", metadata: ["user": "\(user.name)", "role": "\(user.role.rawValue)"])
+        return Self.redirect("/dlq", headers: [("Set-Cookie", signer.setCookie(session))])
+    }
+
+    // MARK: Dead letters
+
+    func masked(_ session: ConsoleSession) -> Set<String> { session.role == .viewer ? configuration.maskedFields : [] }
+
+    func list(_ req: ConsoleRequest, _ session: ConsoleSession) -> HTTPResponse {
+        let query: DeadLetterQuery
+        do { query = try DeadLetterQuery.parse(req.query) } catch {
+            return self.error(.badRequest, "\(error)", session)
+        }
+        let page = max(0, min(10_000, Int(req.query["page"] ?? "") ?? 0))
+        let topics = query.dlqTopics(naming: configuration.naming)
+        var shown: [KafkaRecord] = []
+        var matched = 0
+        var byClass: [String: Int] = [:]
+        var byMessage: [String: Int] = [:]
+        var perHour: [Int64: Int] = [:]
+        let skip = page * configuration.pageSize
+        let scan: (read: Int, truncated: Bool)
+        do {
+            scan = try source.scan(topics: topics, limit: configuration.scanLimit) { r in
+                guard query.matches(r) else { return true }
+                matched += 1
+                byClass[r.header(DeadLetterHeader.errorClass) ?? "-", default: 0] += 1
+                let message = String((r.header(DeadLetterHeader.errorMessage) ?? "-").prefix(120))
+                if byMessage[message] != nil || byMessage.count < 1000 { byMessage[message, default: 0] += 1 }
+                let at = Int64(r.header(DeadLetterHeader.lastFailureAt) ?? "") ?? r.timestamp
+                perHour[at / 3_600_000, default: 0] += 1
+                if matched > skip && shown.count < configuration.pageSize { shown.append(r) }
+                return true
+            }
+        } catch {
+            return self.error(.serviceUnavailable, "reading the dead-letter topics failed: \(error)", session)
+        }
+        let params = query.parameters
+        func field(_ name: String, _ label: String, _ value: String?, _ hint: String = "") -> String {
+            "<label>\(label)<input name=\"\(name)\" value=\"\(HTML.escape(value ?? ""))\" placeholder=\"\(HTML.escape(hint))\"></label>"
+        }
+        var body = """
+            <form class="filters" method="get" action="/dlq">
+            \(field("topic", "Topic", query.topics.joined(separator: ","), "genesys.raw.conversation"))
+            \(field("class", "Error class", query.errorClass, "poison"))\(field("handler", "Handler", query.handler, "enrich"))
+            \(field("text", "Error text", query.errorText))\(field("conversation", "Conversation id", query.conversationID))
+            \(field("queue", "Queue id", query.queueID))\(field("since", "Since", query.since.map { HTML.time($0) }, "2026-01-01T00:00:00Z"))
+            \(field("until", "Until", query.until.map { HTML.time($0) }))\(field("header", "Header", query.header.map { "\($0.name)=\($0.value)" }, "name=value"))
+            \(field("path", "JSON path", query.jsonPath.map { $0.path.joined(separator: ".") + "=" + $0.value }, "detail.eventBody.queueId=…"))
+            <label>&nbsp;<button>Filter</button></label></form>
+            """
+        body += "<div class=\"cards\"><div class=\"card\"><strong>\(matched)</strong> dead letter(s) match"
+        body += scan.truncated ? " in the first \(scan.read) read (narrow the filter)" : " (\(scan.read) read)"
+        body += "</div><div class=\"card\">By class: "
+        body += byClass.sorted { $0.key < $1.key }.map { "\(HTML.escape($0.key)) <strong>\($0.value)</strong>" }.joined(
+            separator: " · "
+        )
+        body +=
+            "</div><div class=\"card\">Per hour, last 24 h<br>\(HTML.hourlyChart(perHour, now: WallClock.nowMilliseconds()))</div></div>"
+        if !byMessage.isEmpty {
+            body += "<details><summary>Most frequent errors</summary><table><tr><th>Count</th><th>Error</th></tr>"
+            for (m, c) in byMessage.sorted(by: { $0.value > $1.value }).prefix(10) {
+                body += "<tr><td>\(c)</td><td>\(HTML.escape(m))</td></tr>"
+            }
+            body += "</table></details>"
+        }
+        if session.role >= .operator && matched > 0 {
+            body +=
+                "<form method=\"post\" action=\"/redrive/plan\"><input type=\"hidden\" name=\"csrf\" value=\"\(signer.csrfToken(session))\">"
+            for (k, v) in params {
+                body += "<input type=\"hidden\" name=\"\(HTML.escape(k))\" value=\"\(HTML.escape(v))\">"
+            }
+            body +=
+                "<p><button id=\"plan\">Plan a redrive of these \(matched)…</button> <span class=\"muted\">(shows exactly what would be replayed first)</span></p></form>"
+        }
+        body +=
+            "<table><tr><th>Dead letter</th><th>Origin</th><th>Class</th><th>Handler</th><th>Attempts</th><th>Last failure</th><th>Key</th><th>Error</th></tr>"
+        for r in shown {
+            let link =
+                "/dlq/record?"
+                + HTML.query([("topic", r.topic), ("partition", String(r.partition)), ("offset", String(r.offset))])
+            let origin =
+                "\(r.header(DeadLetterHeader.originTopic) ?? "?")/\(r.header(DeadLetterHeader.originPartition) ?? "?")@\(r.header(DeadLetterHeader.originOffset) ?? "?")"
+            body += "<tr><td><a href=\"\(HTML.escape(link))\">\(HTML.escape(RecordPosition(r).description))</a></td>"
+            body +=
+                "<td>\(HTML.escape(origin))</td><td>\(HTML.escape(r.header(DeadLetterHeader.errorClass) ?? "-"))</td>"
+            body +=
+                "<td>\(HTML.escape(r.header(DeadLetterHeader.handler) ?? "-"))</td><td>\(HTML.escape(r.header(DeadLetterHeader.attempts) ?? "-"))</td>"
+            body += "<td>\(HTML.time(Int64(r.header(DeadLetterHeader.lastFailureAt) ?? "")))</td>"
+            body += "<td>\(HTML.escape(r.key.map { String(decoding: $0, as: UTF8.self) } ?? "-"))</td>"
+            body += "<td>\(HTML.escape(r.header(DeadLetterHeader.errorMessage) ?? ""))</td></tr>"
+        }
+        body += "</table>"
+        var nav: [String] = []
+        if page > 0 {
+            nav.append(
+                "<a href=\"/dlq?\(HTML.escape(HTML.query(params + [("page", String(page - 1))])))\">← previous</a>"
+            )
+        }
+        if matched > skip + shown.count {
+            nav.append("<a href=\"/dlq?\(HTML.escape(HTML.query(params + [("page", String(page + 1))])))\">next →</a>")
+        }
+        body += "<p>Page \(page + 1). \(nav.joined(separator: " · "))</p>"
+        return Self.html(
+            .ok,
+            HTML.page(title: "Dead letters", session: session, csrf: signer.csrfToken(session), body: body)
+        )
+    }
+
+    func record(_ req: ConsoleRequest, _ session: ConsoleSession) -> HTTPResponse {
+        guard let topic = req.query["topic"], topic.hasSuffix(".dlq"),
+            let partition = Int32(req.query["partition"] ?? ""),
+            let offset = Int64(req.query["offset"] ?? ""), partition >= 0, offset >= 0
+        else { return error(.badRequest, "topic (a .dlq topic), partition and offset are required", session) }
+        var found: KafkaRecord?
+        do {
+            _ = try source.scan(topics: [topic], limit: configuration.scanLimit) { r in
+                guard r.partition == partition && r.offset == offset else { return true }
+                found = r
+                return false
+            }
+        } catch {
+            return self.error(.serviceUnavailable, "reading \(topic) failed: \(error)", session)
+        }
+        guard let r = found else {
+            return error(.notFound, "no dead letter at \(topic)/\(partition)@\(offset)", session)
+        }
+        let masking = masked(session)
+        var body =
+            "<p>Key <code>\(HTML.escape(r.key.map { String(decoding: $0, as: UTF8.self) } ?? "-"))</code> · written \(HTML.time(r.timestamp))</p>"
+        body += "<table><tr><th>Header</th><th>Value</th></tr>"
+        for h in r.headers {
+            let v = String(decoding: h.value, as: UTF8.self)
+            let shown = h.name.hasSuffix("-at") ? "\(v) (\(HTML.time(Int64(v))))" : v
+            body += "<tr><td><code>\(HTML.escape(h.name))</code></td><td><code>\(HTML.escape(shown))</code></td></tr>"
+        }
+        body += "</table><h2>Value</h2>"
+        if !masking.isEmpty {
+            body +=
+                "<p class=\"muted\">Masked for viewers: \(HTML.escape(masking.sorted().joined(separator: ", ")))</p>"
+        }
+        body += "<pre>\(HTML.escape(Masking.render(r.value, fields: masking)))</pre>"
+        if session.role >= .operator {
+            body +=
+                "<form method=\"post\" action=\"/redrive/plan\"><input type=\"hidden\" name=\"csrf\" value=\"\(signer.csrfToken(session))\">"
+            body += "<input type=\"hidden\" name=\"topic\" value=\"\(HTML.escape(topic))\">"
+            body +=
+                "<input type=\"hidden\" name=\"only\" value=\"\(HTML.escape(RecordPosition(r).description))\"><button>Plan a redrive of this one…</button></form>"
+        }
+        return Self.html(
+            .ok,
+            HTML.page(
+                title: RecordPosition(r).description,
+                session: session,
+                csrf: signer.csrfToken(session),
+                body: body
+            )
+        )
+    }
+
+    // MARK: Redrive
+
+    func plan(_ req: ConsoleRequest, _ session: ConsoleSession) -> HTTPResponse {
+        var query: DeadLetterQuery
+        do { query = try DeadLetterQuery.parse(req.form) } catch { return self.error(.badRequest, "\(error)", session) }
+        let topics = query.dlqTopics(naming: configuration.naming)
+        do {
+            var job = try jobs.plan(query, topics: topics, by: session.user)
+            if let only = req.form["only"] {
+                // A single dead letter: the plan is that position alone (if it matched).
+                job.positions = job.positions.filter { $0.description == only }
+                jobs.replacePositions(job.id, job.positions)
+            }
+            return Self.redirect("/redrive/\(job.id)")
+        } catch {
+            return self.error(.badRequest, "\(error)", session)
+        }
+    }
+
+    func job(_ id: String, _ session: ConsoleSession, notice: String?) -> HTTPResponse {
+        guard let job = jobs.job(id) else { return error(.notFound, "no such redrive", session) }
+        let csrf = signer.csrfToken(session)
+        var body = ""
+        let filters = job.query.parameters.map { "\($0.0)=\($0.1)" }.joined(separator: ", ")
+        body +=
+            "<p>Planned by <strong>\(HTML.escape(job.planner))</strong> at \(HTML.time(job.createdAt)) · filter: <code>\(HTML.escape(filters.isEmpty ? "(none)" : filters))</code></p>"
+        body +=
+            "<div class=\"cards\"><div class=\"card\">State <strong id=\"state\">\(job.state.rawValue)</strong></div>"
+        body += "<div class=\"card\">Planned <strong id=\"planned\">\(job.positions.count)</strong></div>"
+        body += "<div class=\"card\">Replayed <strong id=\"replayed\">\(job.replayed)</strong></div></div>"
+        if let e = job.error { body += "<p class=\"error\">\(HTML.escape(e))</p>" }
+        switch job.state {
+        case .planned where session.role >= .operator && !job.positions.isEmpty:
+            body += """
+                <form method="post" action="/redrive/\(HTML.escape(id))/run"><input type="hidden" name="csrf" value="\(csrf)">
+                <p>Replay exactly these \(job.positions.count) dead letter(s) to their origin topics, at most
+                <input name="rate" value="\(Int(configuration.defaultRate))" size="5"> a second.
+                <button id="run">Confirm and run</button></p></form>
+                """
+        case .running:
+            body += """
+                <form method="post" action="/redrive/\(HTML.escape(id))/cancel"><input type="hidden" name="csrf" value="\(csrf)">
+                <p><button id="cancel">Cancel</button> <span class="muted">(stops before the next record)</span></p></form>
+                """
+        default: break
+        }
+        body += "<h2>Positions (first 20)</h2><table><tr><th>Dead letter</th></tr>"
+        for p in job.positions.prefix(20) { body += "<tr><td><code>\(HTML.escape(p.description))</code></td></tr>" }
+        body += "</table>"
+        var headers: [(String, String)] = []
+        // Progress without JavaScript: a running job's page reloads itself.
+        if job.state == .running || job.state == .cancelling { headers.append(("Refresh", "1")) }
+        return Self.html(
+            .ok,
+            HTML.page(title: "Redrive \(id)", session: session, csrf: csrf, body: body),
+            headers: headers
+        )
+    }
+
+    func redrives(_ session: ConsoleSession) -> HTTPResponse {
+        var body =
+            "<table><tr><th>Redrive</th><th>Planned by</th><th>At</th><th>State</th><th>Planned</th><th>Replayed</th></tr>"
+        for j in jobs.all {
+            body +=
+                "<tr><td><a href=\"/redrive/\(HTML.escape(j.id))\">\(HTML.escape(j.id))</a></td><td>\(HTML.escape(j.planner))</td>"
+            body +=
+                "<td>\(HTML.time(j.createdAt))</td><td>\(j.state.rawValue)</td><td>\(j.positions.count)</td><td>\(j.replayed)</td></tr>"
+        }
+        body += "</table>"
+        return Self.html(
+            .ok,
+            HTML.page(title: "Redrives", session: session, csrf: signer.csrfToken(session), body: body)
+        )
+    }
+
+    func audit(_ session: ConsoleSession) -> HTTPResponse {
+        var rows: [JSONValue] = []
+        do {
+            _ = try source.scan(topics: [configuration.auditTopic], limit: configuration.scanLimit) { r in
+                if let v = try? JSONValue.parse(Data(r.value)) { rows.append(v) }
+                if rows.count > 1000 { rows.removeFirst() }
+                return true
+            }
+        } catch {
+            return self.error(.serviceUnavailable, "reading \(configuration.auditTopic) failed: \(error)", session)
+        }
+        var body =
+            "<p class=\"muted\">Every redrive (console and <code>ingestctl dlq replay</code>), newest first, from <code>\(HTML.escape(configuration.auditTopic))</code>.</p>"
+        body +=
+            "<table><tr><th>At</th><th>Actor</th><th>Job</th><th>Result</th><th>Planned</th><th>Replayed</th><th>Filters</th></tr>"
+        for v in rows.reversed() {
+            func s(_ k: String) -> String {
+                switch v[k] {
+                case .string(let x): return x
+                case .number(let n): return String(Int64(n))
+                default: return "-"
+                }
+            }
+            body +=
+                "<tr><td>\(HTML.escape(s("at")))</td><td>\(HTML.escape(s("actor")))</td><td>\(HTML.escape(s("job")))</td>"
+            body +=
+                "<td>\(HTML.escape(s("result")))</td><td>\(HTML.escape(s("planned")))</td><td>\(HTML.escape(s("count")))</td>"
+            body += "<td><code>\(HTML.escape(v["filters"]?.description ?? "-"))</code></td></tr>"
+        }
+        body += "</table>"
+        return Self.html(.ok, HTML.page(title: "Audit", session: session, csrf: signer.csrfToken(session), body: body))
+    }
+}
