@@ -31,27 +31,12 @@ public struct ConsoleRequest: Sendable {
         method = r.method
         path = String(r.path)
         let target = r.target
-        query = target.firstIndex(of: "?").map { Self.decodeForm(target[target.index(after: $0)...]) } ?? [:]
+        query = target.firstIndex(of: "?").map { RequestText.decodeForm(target[target.index(after: $0)...]) } ?? [:]
         let type = r.headers["content-type"]?.lowercased() ?? ""
         form =
             type.hasPrefix("application/x-www-form-urlencoded")
-            ? Self.decodeForm(Substring(decoding: r.body, as: UTF8.self)) : [:]
+            ? RequestText.decodeForm(Substring(decoding: r.body, as: UTF8.self)) : [:]
         cookie = r.headers["cookie"]
-    }
-
-    /// `a=1&b=two+words` → ["a": "1", "b": "two words"] (the first of repeated names wins).
-    static func decodeForm(_ text: Substring) -> [String: String] {
-        var out: [String: String] = [:]
-        for pair in text.split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String {
-                let plus = s.replacingOccurrences(of: "+", with: " ")
-                return plus.removingPercentEncoding ?? plus
-            }
-            let key = decode(kv[0])
-            if out[key] == nil { out[key] = kv.count == 2 ? decode(kv[1]) : "" }
-        }
-        return out
     }
 }
 

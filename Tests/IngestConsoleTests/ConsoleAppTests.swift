@@ -152,8 +152,8 @@ struct ConsoleAppTests {
         #expect(rig.get("/dlq", cookie: cookie).status.code == 200)
         // A cookie whose role was edited no longer verifies.
         let value = cookie.split(separator: "=", maxSplits: 1)[1]
-        let payload = String(decoding: SessionSigner.decodeBase64url(value.split(separator: ".")[0])!, as: UTF8.self)
-        let forged = SessionSigner.base64url(
+        let payload = String(decoding: RequestText.decodeBase64url(value.split(separator: ".")[0])!, as: UTF8.self)
+        let forged = RequestText.base64url(
             Array(payload.replacingOccurrences(of: "|operator|", with: "|admin|").utf8)
         )
         let tampered = "\(SessionSigner.cookieName)=\(forged).\(value.split(separator: ".")[1])"

@@ -40,7 +40,7 @@ public struct SessionSigner: Sendable {
 
     public func cookieValue(_ s: ConsoleSession) -> String {
         let payload = "\(s.user)|\(s.role.rawValue)|\(s.expiresAt)|\(s.nonce)"
-        return Self.base64url(Array(payload.utf8)) + "." + mac(payload)
+        return RequestText.base64url(Array(payload.utf8)) + "." + mac(payload)
     }
 
     /// The `Set-Cookie` header value that signs `s` in.
@@ -56,21 +56,14 @@ public struct SessionSigner: Sendable {
 
     /// The session of a `Cookie` header, if it carries a valid, unexpired one.
     public func session(cookieHeader: String?, now: Int64 = WallClock.nowMilliseconds()) -> ConsoleSession? {
-        guard let cookieHeader else { return nil }
-        for part in cookieHeader.split(separator: ";") {
-            let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
-            guard kv.count == 2, kv[0] == Self.cookieName else { continue }
-            let pieces = kv[1].split(separator: ".", omittingEmptySubsequences: false)
-            guard pieces.count == 2, let bytes = Self.decodeBase64url(pieces[0]) else { return nil }
-            let payload = String(decoding: bytes, as: UTF8.self)
-            guard ByteEncoding.constantTimeEquals(Array(mac(payload).utf8), Array(pieces[1].utf8)) else { return nil }
-            let f = payload.split(separator: "|", omittingEmptySubsequences: false)
-            guard f.count == 4, let role = ConsoleRole(rawValue: String(f[1])), let expires = Int64(f[2]),
-                expires > now
-            else { return nil }
-            return ConsoleSession(user: String(f[0]), role: role, expiresAt: expires, nonce: String(f[3]))
+        guard let cookieHeader, let signed = RequestText.signedCookie(cookieHeader, name: Self.cookieName) else {
+            return nil
         }
-        return nil
+        let payload = String(decoding: signed.payload, as: UTF8.self)
+        guard ByteEncoding.constantTimeEquals(Array(mac(payload).utf8), Array(signed.mac.utf8)),
+            let f = RequestText.sessionFields(payload), let role = ConsoleRole(rawValue: f.role), f.expires > now
+        else { return nil }
+        return ConsoleSession(user: f.user, role: role, expiresAt: f.expires, nonce: f.nonce)
     }
 
     /// The CSRF token every state-changing form of this session carries.
@@ -79,17 +72,6 @@ public struct SessionSigner: Sendable {
     public func checkCSRF(_ token: String?, _ s: ConsoleSession) -> Bool {
         guard let token else { return false }
         return ByteEncoding.constantTimeEquals(Array(csrfToken(s).utf8), Array(token.utf8))
-    }
-
-    static func base64url(_ bytes: [UInt8]) -> String {
-        ByteEncoding.encodeBase64(bytes).replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decodeBase64url(_ text: Substring) -> [UInt8]? {
-        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while s.count % 4 != 0 { s += "=" }
-        return ByteEncoding.decodeBase64(s)
     }
 }
 
