@@ -37,13 +37,7 @@ struct BridgeEndToEndTests {
         defer { bridge.killAndWait() }
         // Each (re)connection is a new channel: wait for one more than before, and connected.
         var channels = 0
-        func connected() async throws -> Bool {
-            let ok = try await eventually(seconds: 20) {
-                notifications.channelCount > channels && notifications.connectedCount == 1
-            }
-            channels = notifications.channelCount
-            return ok
-        }
+        func connected() async throws -> Bool { try await rig.newConnection(after: &channels) }
         #expect(try await connected(), "the bridge connected: \(bridge.output.suffix(2000))")
         #expect(bridge.output.contains("topic rejected by Genesys"), "an unpermitted topic is reported")
         #expect(bridge.output.contains("not offered on WebSockets"), "a topic the org does not list is reported")
@@ -348,13 +342,7 @@ extension BridgeEndToEndTests {
         )
         defer { bridge.killAndWait() }
         var channels = 0
-        func connected() async throws -> Bool {
-            let ok = try await eventually(seconds: 20) {
-                notifications.channelCount > channels && notifications.connectedCount == 1
-            }
-            channels = notifications.channelCount
-            return ok
-        }
+        func connected() async throws -> Bool { try await rig.newConnection(after: &channels) }
         #expect(try await connected(), "the bridge connected: \(bridge.output.suffix(2000))")
         let worker = try WorkerProcess(
             brokers: broker.bootstrap,
@@ -458,6 +446,17 @@ struct BridgeRig {
             "INGEST_KAFKA_BROKERS": broker.bootstrap, "INGEST_BRIDGE_HTTP_PORT": "0",
             "INGEST_SPOOL_DIR": NSTemporaryDirectory() + "bridge-spool-" + UUID().uuidString,
         ]) { a, _ in a }
+    }
+
+    /// Waits for a channel newer than the `channels` seen so far to be connected (each
+    /// (re)connection is a new channel), then remembers the count.
+    func newConnection(after channels: inout Int) async throws -> Bool {
+        let seen = channels
+        let ok = try await eventually(seconds: 20) {
+            notifications.channelCount > seen && notifications.connectedCount == 1
+        }
+        channels = notifications.channelCount
+        return ok
     }
 
     /// Starts `ingest-bridge` with the shared environment plus `extra`.
