@@ -106,37 +106,43 @@ public final class TrafficGenerator: Sendable {
 
     private func postObservations() async {
         while !Task.isCancelled {
-            for queue in options.queueIDs {
-                let waiting = Int.random(in: 0...8)
-                let interacting = Int.random(in: 0...options.agentIDs.count)
-                let longest = waiting > 0 ? Int.random(in: 1_000...120_000) : 0
-                simulator?.setObservations(
-                    queueID: queue,
+            await postObservationRound()
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// One round of every queue's observations (as Genesys sends them, about once a second):
+    /// on the simulator, its notification service and, as EventBridge envelopes, the gateway.
+    public func postObservationRound() async {
+        for queue in options.queueIDs {
+            let waiting = Int.random(in: 0...8)
+            let interacting = Int.random(in: 0...options.agentIDs.count)
+            let longest = waiting > 0 ? Int.random(in: 1_000...120_000) : 0
+            simulator?.setObservations(
+                queueID: queue,
+                waiting: waiting,
+                interacting: interacting,
+                longestWaitingMilliseconds: longest
+            )
+            // The same state on the notification service, for channels subscribed to it
+            // (the bridge), as Genesys notifies both transports.
+            simulator?.notifications.publish(
+                topicName: "v2.analytics.queues.\(queue).observations",
+                eventBody: Self.observationBody(
+                    queue: queue,
                     waiting: waiting,
                     interacting: interacting,
-                    longestWaitingMilliseconds: longest
+                    longestMs: longest
                 )
-                // The same state on the notification service, for channels subscribed to it
-                // (the bridge), as Genesys notifies both transports.
-                simulator?.notifications.publish(
-                    topicName: "v2.analytics.queues.\(queue).observations",
-                    eventBody: Self.observationBody(
-                        queue: queue,
-                        waiting: waiting,
-                        interacting: interacting,
-                        longestMs: longest
-                    )
+            )
+            await post(
+                Self.observationEnvelope(
+                    queue: queue,
+                    waiting: waiting,
+                    interacting: interacting,
+                    longestMs: longest
                 )
-                await post(
-                    Self.observationEnvelope(
-                        queue: queue,
-                        waiting: waiting,
-                        interacting: interacting,
-                        longestMs: longest
-                    )
-                )
-            }
-            try? await Task.sleep(for: .seconds(1))
+            )
         }
     }
 

@@ -54,6 +54,10 @@ public struct ConsoleConfiguration: Sendable {
     /// Redrive rate when the form gives none, and the most allowed (records per second).
     public var defaultRate: Double = 100
     public var maximumRate: Double = 5_000
+    /// The product's output topics a trace reads besides the raw topics and their dead letters.
+    public var outputTopics = ["genesys.conversations.enriched", "genesys.queue.waits"]
+    /// Handlers whose idempotency keys a trace looks up (with a store).
+    public var handlers = ["record", "enrich", "analytics-waits", "analytics", "overflow"]
 
     public init(users: ConsoleUsers, signer: SessionSigner) {
         self.users = users
@@ -69,16 +73,21 @@ public final class ConsoleApp: Sendable {
     let source: any DeadLetterSource
     public let jobs: RedriveJobs
     let throttle = LoginThrottle()
+    /// The workers' idempotency store, when the console is given one: traces show how each
+    /// record was handled.
+    let store: (any IdempotencyStore)?
     let logger: Logger
 
     public init(
         configuration: ConsoleConfiguration,
         source: any DeadLetterSource,
         publisher: @escaping @Sendable () throws -> any RedrivePublisher,
+        store: (any IdempotencyStore)? = nil,
         logger: Logger
     ) {
         self.configuration = configuration
         self.source = source
+        self.store = store
         self.jobs = RedriveJobs(
             source: source,
             publisher: publisher,
@@ -168,6 +177,7 @@ public final class ConsoleApp: Sendable {
             do { try jobs.cancel(id) } catch { return self.error(.badRequest, "\(error)", session) }
             return Self.redirect("/redrive/\(HTML.percent(id))")
         case ("GET", ["audit"]): return audit(session)
+        case ("GET", ["trace"]): return trace(req, session)
         default: return error(.notFound, "no such page", session)
         }
     }
@@ -315,7 +325,14 @@ public final class ConsoleApp: Sendable {
             body +=
                 "<td>\(HTML.escape(r.header(DeadLetterHeader.handler) ?? "-"))</td><td>\(HTML.escape(r.header(DeadLetterHeader.attempts) ?? "-"))</td>"
             body += "<td>\(HTML.time(Int64(r.header(DeadLetterHeader.lastFailureAt) ?? "")))</td>"
-            body += "<td>\(HTML.escape(r.key.map { String(decoding: $0, as: UTF8.self) } ?? "-"))</td>"
+            let key = r.key.map { String(decoding: $0, as: UTF8.self) } ?? "-"
+            if r.topic.hasPrefix(configuration.naming.topic(for: .conversation)), key != "-" {
+                // Conversation records are keyed by conversation id: its trace is one click away.
+                body +=
+                    "<td><a href=\"/trace?\(HTML.escape(HTML.query([("conversation", key)])))\">\(HTML.escape(key))</a></td>"
+            } else {
+                body += "<td>\(HTML.escape(key))</td>"
+            }
             body += "<td>\(HTML.escape(r.header(DeadLetterHeader.errorMessage) ?? ""))</td></tr>"
         }
         body += "</table>"
@@ -458,6 +475,71 @@ public final class ConsoleApp: Sendable {
         return Self.html(
             .ok,
             HTML.page(title: "Redrives", session: session, csrf: signer.csrfToken(session), body: body)
+        )
+    }
+
+    func trace(_ req: ConsoleRequest, _ session: ConsoleSession) -> HTTPResponse {
+        let id = (req.query["conversation"] ?? "").trimmingCharacters(in: .whitespaces)
+        var body = """
+            <form class="filters" method="get" action="/trace"><label>Conversation id
+            <input name="conversation" value="\(HTML.escape(id))" size="40"></label><label>&nbsp;<button>Trace</button></label></form>
+            """
+        guard !id.isEmpty else {
+            return Self.html(
+                .ok,
+                HTML.page(title: "Conversation trace", session: session, csrf: signer.csrfToken(session), body: body)
+            )
+        }
+        let raw = configuration.naming.allTopics
+        let topics = raw + raw.map { $0 + ".dlq" } + configuration.outputTopics
+        var collected: (entries: [ConversationTrace.Entry], truncated: Bool)
+        do {
+            collected = try ConversationTrace.collect(
+                conversationID: id,
+                topics: topics,
+                source: source,
+                limit: configuration.scanLimit
+            )
+            if let store {
+                try ConversationTrace.handling(&collected.entries, handlers: configuration.handlers, store: store)
+            }
+        } catch {
+            return self.error(.serviceUnavailable, "reading the trace failed: \(error)", session)
+        }
+        let masking = masked(session)
+        body += "<p><strong>\(collected.entries.count)</strong> record(s) of this conversation"
+        body += collected.truncated ? " in the first \(configuration.scanLimit) read" : ""
+        body += store == nil ? " · <span class=\"muted\">no store given (--store): handling states unknown</span>" : ""
+        body +=
+            "</p><table><tr><th>Written</th><th>Topic</th><th>Event</th><th>Handled</th><th>Note</th><th>Value</th></tr>"
+        for e in collected.entries {
+            let r = e.record
+            let isDead = r.topic.hasSuffix(".dlq")
+            var handled = e.handled.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            if handled.isEmpty { handled = store == nil ? "?" : "not handled (yet), or released" }
+            var note = ""
+            if isDead {
+                note =
+                    "dead letter (\(r.header(DeadLetterHeader.errorClass) ?? "?"), \(r.header(DeadLetterHeader.handler) ?? "?")): \(r.header(DeadLetterHeader.errorMessage) ?? "")"
+            } else if let from = r.header(DeadLetterHeader.replayedFrom) {
+                note = "replayed from \(from)"
+            } else if let gap = r.header(IngestHeader.reconciledGap) {
+                note = "reconciled for gap \(gap)"
+            }
+            let link =
+                isDead
+                ? "<a href=\"/dlq/record?\(HTML.escape(HTML.query([("topic", r.topic), ("partition", String(r.partition)), ("offset", String(r.offset))])))\">\(HTML.escape(RecordPosition(r).description))</a>"
+                : HTML.escape(RecordPosition(r).description)
+            body +=
+                "<tr><td>\(HTML.time(r.timestamp))</td><td>\(link)</td><td><code>\(HTML.escape(e.topicName ?? "-"))</code></td>"
+            body += "<td>\(HTML.escape(handled))</td><td>\(HTML.escape(note))</td>"
+            body +=
+                "<td><details><summary>value</summary><pre>\(HTML.escape(Masking.render(r.value, fields: masking)))</pre></details></td></tr>"
+        }
+        body += "</table>"
+        return Self.html(
+            .ok,
+            HTML.page(title: "Conversation \(id)", session: session, csrf: signer.csrfToken(session), body: body)
         )
     }
 

@@ -231,6 +231,21 @@ public final class PostgresIdempotencyStore: IdempotencyStore, RateBudgetStore, 
         .map { SideEffect(handler: handler, dedupKey: $0[0] ?? "", payload: $0[1] ?? "") }
     }
 
+    public func keyStates(_ keys: [String]) async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            let part = Array(keys[start..<min(keys.count, start + 500)])
+            let placeholders = (1...part.count).map { "$\($0)" }.joined(separator: ",")
+            for row in try await query(
+                "SELECT dedup_key, state FROM ingest_dedup WHERE dedup_key IN (\(placeholders))",
+                part
+            ) {
+                if let key = row[0], let state = row[1] { out[key] = state }
+            }
+        }
+        return out
+    }
+
     public func purgeSideEffects(handler: String, appliedBefore: Int64) async throws -> Int {
         let rows = try await query(
             "WITH gone AS (DELETE FROM ingest_side_effects WHERE handler = $1 AND applied_at < $2 RETURNING 1) "

@@ -375,6 +375,28 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, RateBudgetStore, Do
         }
     }
 
+    public func keyStates(_ keys: [String]) async throws -> [String: String] {
+        guard !keys.isEmpty else { return [:] }
+        return try await run { () throws(StoreError) -> [String: String] in
+            var out: [String: String] = [:]
+            for start in stride(from: 0, to: keys.count, by: 500) {
+                let part = Array(keys[start..<min(keys.count, start + 500)])
+                let select = try self.prepare(
+                    "SELECT dedup_key, state FROM ingest_dedup WHERE dedup_key IN ("
+                        + part.map { _ in "?" }.joined(separator: ",") + ")"
+                )
+                defer { sqlite3_finalize(select) }
+                for (i, key) in part.enumerated() { self.bind(select, Int32(i + 1), key) }
+                while sqlite3_step(select) == SQLITE_ROW {
+                    out[String(cString: sqlite3_column_text(select, 0))] = String(
+                        cString: sqlite3_column_text(select, 1)
+                    )
+                }
+            }
+            return out
+        }
+    }
+
     public func purgeSideEffects(handler: String, appliedBefore: Int64) async throws -> Int {
         try await run { () throws(StoreError) -> Int in
             let delete = try self.prepare("DELETE FROM ingest_side_effects WHERE handler = ? AND applied_at < ?")

@@ -4,6 +4,7 @@ import IngestConsole
 import IngestCore
 import IngestCrypto
 import IngestKafka
+import IngestWorker
 import Logging
 
 /// `ingestctl console …`: the ops console (dead letters, redrive, audit) in the browser.
@@ -28,6 +29,9 @@ struct Console: AsyncParsableCommand {
         @Option(help: "Value fields masked for viewers (comma-separated).")
         var mask: String = "ani,dnis,addressFrom,addressTo,address,callerId"
         @Flag(help: "Mark cookies Secure (set when the console is reached over TLS).") var secureCookies = false
+        @Option(help: "The workers' store (sqlite:PATH or postgres://…): traces show how each record was handled.")
+        var store: String? = ProcessInfo.processInfo.environment["INGEST_STORE_URL"]
+        @Option(help: "The store's PostgreSQL schema.") var storeSchema: String = "public"
 
         func run() async throws {
             let logger = Logger(label: "ingest-console")
@@ -53,10 +57,12 @@ struct Console: AsyncParsableCommand {
             configuration.auditTopic = auditTopic
             configuration.maskedFields = Set(mask.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
             let kafka = broker.kafka
+            let idempotency = try store.map { try WorkerService.openStore($0, schema: storeSchema) }
             let app = ConsoleApp(
                 configuration: configuration,
                 source: KafkaDeadLetterSource(kafka: kafka),
                 publisher: { try KafkaRedrivePublisher(kafka: kafka, logger: logger) },
+                store: idempotency,
                 logger: logger
             )
             let server = ConsoleServer(app: app, logger: logger)

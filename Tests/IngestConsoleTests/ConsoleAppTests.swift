@@ -249,8 +249,13 @@ struct ConsoleAppTests {
             rig.post("/redrive/plan", ["csrf": op.csrf], cookie: op.cookie).header("Location")
         )
         let id = String(location.dropFirst("/redrive/".count))
-        #expect(rig.post("\(location)/run", ["csrf": op.csrf, "rate": "40"], cookie: op.cookie).status.code == 303)
-        try await Task.sleep(for: .milliseconds(600))
+        // 5 a second: 20 s for all 100, so the cancel surely comes first however slow the
+        // machine (it is sent once the first record went out).
+        #expect(rig.post("\(location)/run", ["csrf": op.csrf, "rate": "5"], cookie: op.cookie).status.code == 303)
+        let started = ContinuousClock.now + .seconds(10)
+        while (rig.app.jobs.job(id)?.replayed ?? 0) < 1 && ContinuousClock.now < started {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         #expect(rig.get(location, cookie: op.cookie).header("Refresh") == "1", "a running job's page reloads itself")
         #expect(rig.post("\(location)/cancel", ["csrf": op.csrf], cookie: op.cookie).status.code == 303)
         let deadline = ContinuousClock.now + .seconds(10)

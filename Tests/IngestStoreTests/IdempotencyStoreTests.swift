@@ -7,6 +7,29 @@ import Testing
 
 @Suite("Idempotency stores (SQLite and PostgreSQL)", .elasticThreads)
 struct IdempotencyStoreTests {
+    /// What the console's trace shows: each key's state, absent keys left out (600 keys:
+    /// more than one batch of placeholders).
+    @Test(arguments: StoreKind.available)
+    func keyStatesReportClaimedDoneAndNothingForReleased(kind: StoreKind) async throws {
+        let store = try kind.make().store
+        let keys = (0..<600).map { "h|k-\($0)" }
+        _ = try await store.claim(keys, owner: "w1", nowMilliseconds: 1000, leaseMilliseconds: 60_000)
+        _ = try await store.complete(
+            Array(keys[0..<300]),
+            owner: "w1",
+            nowMilliseconds: 1100,
+            retainMilliseconds: 60_000,
+            sideEffects: []
+        )
+        try await store.release(["h|k-599"], owner: "w1")
+        let states = try await store.keyStates(keys + ["h|never"])
+        #expect(states.count == 599)
+        #expect(states["h|k-0"] == "done" && states["h|k-299"] == "done")
+        #expect(states["h|k-300"] == "claimed")
+        #expect(states["h|k-599"] == nil && states["h|never"] == nil)
+        #expect(try await store.keyStates([]).isEmpty)
+    }
+
     @Test(arguments: StoreKind.available)
     func claimCompleteThenDuplicateWithinTheWindow(kind: StoreKind) async throws {
         let store = try kind.make().store

@@ -429,11 +429,14 @@ struct AnalyticsEndToEndTests {
         }
         #expect(counted, "all 200 waits counted: \(worker.child.output.suffix(1500))")
         let metrics = page()
+        // Observations keep coming while it looks (Genesys sends them about once a second; the
+        // run's first ones may have been read before the worker owned their queues).
         try await DashboardCoverage.expectExported(
             dashboard: "queues",
             prefixes: ["genesys_queue_", "genesys_analytics_"]
         ) {
-            page()
+            await generator.postObservationRound()
+            return page()
         }
         for queue in options.queueIDs {
             let waits = injected.filter { $0.queueID == queue }.map { Double($0.waitMilliseconds) }

@@ -75,7 +75,10 @@ struct ConsoleEndToEndTests {
         try "ops:operator:\(hash)\nwatcher:viewer:\(hash)\n".write(toFile: users, atomically: true, encoding: .utf8)
         let console = try ChildProcess(
             executable: BuiltProducts.path("ingestctl"),
-            arguments: ["console", "serve", "--brokers", broker.bootstrap, "--users", users, "--port", "0"],
+            arguments: [
+                "console", "serve", "--brokers", broker.bootstrap, "--users", users, "--port", "0", "--store", db.url,
+                "--store-schema", db.schema,
+            ],
             logName: "console"
         )
         defer { console.killAndWait() }
@@ -123,6 +126,13 @@ struct ConsoleEndToEndTests {
         #expect(try await eventually(seconds: 60) { try ops.send("GET", again).bodyText.contains(">done<") })
         try await Task.sleep(for: .seconds(3))
         #expect(try await sideEffects(db).count == total + 1, "replaying twice handles once")
+
+        // The conversation trace: the original, its dead letter, the replays, and how each was handled.
+        let trace = try ops.send("GET", "/trace?conversation=c-7").bodyText
+        #expect(trace.contains("dead letter (poison, record)"), "the dead letter, with why")
+        #expect(trace.contains("replayed from genesys.raw.conversation.dlq/"), "the replays")
+        #expect(trace.contains("record: done"), "handled by the record handler once replayed")
+        #expect(!trace.contains("c-8"), "only this conversation")
 
         // Both runs audited, and shown on the audit page.
         let audit = try KafkaConsumer.readAll(configuration: kafka, topics: ["ingest.dlq.audit"], expected: 2)

@@ -68,6 +68,10 @@ public protocol IdempotencyStore: Sendable {
     func sideEffects(handler: String, appliedSince: Int64) async throws -> [SideEffect]
     /// Deletes side effects of `handler` applied before `appliedBefore`; returns how many.
     func purgeSideEffects(handler: String, appliedBefore: Int64) async throws -> Int
+    /// The state (`claimed` or `done`) of each of `keys` the store holds; absent keys (never
+    /// claimed, released after a failure, or purged) are left out. For inspection (the
+    /// console's conversation trace), not for the hot path.
+    func keyStates(_ keys: [String]) async throws -> [String: String]
     func close() async
 }
 
