@@ -56,6 +56,8 @@ public struct ConsoleConfiguration: Sendable {
     public var maximumRate: Double = 5_000
     /// The product's output topics a trace reads besides the raw topics and their dead letters.
     public var outputTopics = ["genesys.conversations.enriched", "genesys.queue.waits"]
+    /// The analytics workers' summaries (the queue pages read them).
+    public var queueMetricsTopic = "genesys.queue.metrics"
     /// Handlers whose idempotency keys a trace looks up (with a store).
     public var handlers = ["record", "enrich", "analytics-waits", "analytics", "overflow"]
 
@@ -178,6 +180,8 @@ public final class ConsoleApp: Sendable {
             return Self.redirect("/redrive/\(HTML.percent(id))")
         case ("GET", ["audit"]): return audit(session)
         case ("GET", ["trace"]): return trace(req, session)
+        case ("GET", ["queues"]): return queues(session)
+        case ("GET", let p) where p.count == 2 && p[0] == "queues": return queue(p[1], session)
         default: return error(.notFound, "no such page", session)
         }
     }
@@ -540,6 +544,83 @@ public final class ConsoleApp: Sendable {
         return Self.html(
             .ok,
             HTML.page(title: "Conversation \(id)", session: session, csrf: signer.csrfToken(session), body: body)
+        )
+    }
+
+    func readQueueSummaries() throws -> QueueSummaries {
+        var summaries = QueueSummaries()
+        _ = try source.scan(topics: [configuration.queueMetricsTopic], limit: configuration.scanLimit) { r in
+            summaries.add(r.value)
+            return true
+        }
+        return summaries
+    }
+
+    static func percent(_ r: Double?) -> String { r.map { String(format: "%.1f %%", $0 * 100) } ?? "-" }
+    static func seconds(_ ms: Int?) -> String { ms.map { String(format: "%.1f s", Double($0) / 1000) } ?? "-" }
+
+    func queues(_ session: ConsoleSession) -> HTTPResponse {
+        let summaries: QueueSummaries
+        do { summaries = try readQueueSummaries() } catch {
+            return self.error(
+                .serviceUnavailable,
+                "reading \(configuration.queueMetricsTopic) failed: \(error)",
+                session
+            )
+        }
+        var body =
+            "<p class=\"muted\">The current 30-minute interval of every queue, from the analytics workers' summaries on <code>\(HTML.escape(configuration.queueMetricsTopic))</code>.</p>"
+        body +=
+            "<table><tr><th>Queue</th><th>Media</th><th>Interval</th><th>Offered</th><th>Answered</th><th>Abandoned</th><th>Abandon rate</th><th>Service level</th><th>p50</th><th>p90</th><th>p99</th></tr>"
+        for q in summaries.latest {
+            body +=
+                "<tr><td><a href=\"/queues/\(HTML.escape(HTML.percent(q.queueID)))\">\(HTML.escape(q.queueID))</a></td><td>\(HTML.escape(q.mediaType))</td>"
+            body +=
+                "<td>\(HTML.time(q.start))\(q.final ? "" : " (running)")</td><td>\(q.offered)</td><td>\(q.answered)</td><td>\(q.abandoned)</td>"
+            body += "<td>\(Self.percent(q.abandonRate))</td><td>\(Self.percent(q.serviceLevel))</td>"
+            body +=
+                "<td>\(Self.seconds(q.waits["p50"]))</td><td>\(Self.seconds(q.waits["p90"]))</td><td>\(Self.seconds(q.waits["p99"]))</td></tr>"
+        }
+        body += "</table>"
+        if summaries.latest.isEmpty { body += "<p>No summaries yet: is an analytics worker running?</p>" }
+        return Self.html(.ok, HTML.page(title: "Queues", session: session, csrf: signer.csrfToken(session), body: body))
+    }
+
+    func queue(_ rawID: String, _ session: ConsoleSession) -> HTTPResponse {
+        let id = rawID.removingPercentEncoding ?? rawID
+        let summaries: QueueSummaries
+        do { summaries = try readQueueSummaries() } catch {
+            return self.error(
+                .serviceUnavailable,
+                "reading \(configuration.queueMetricsTopic) failed: \(error)",
+                session
+            )
+        }
+        let history = summaries.history(id)
+        guard !history.isEmpty else { return error(.notFound, "no summaries of queue \(id)", session) }
+        var body = ""
+        for (media, intervals) in history.sorted(by: { $0.key < $1.key }) {
+            body += "<h2>\(HTML.escape(media))</h2><div class=\"cards\">"
+            body +=
+                "<div class=\"card\">\(HTML.lineChart(intervals.map { $0.waits["p90"].map { Double($0) / 1000 } }, label: "p90 wait (s) per interval"))</div>"
+            body +=
+                "<div class=\"card\">\(HTML.lineChart(intervals.map { Double($0.offered) }, label: "offered per interval"))</div>"
+            body +=
+                "<div class=\"card\">\(HTML.lineChart(intervals.map { $0.serviceLevel.map { $0 * 100 } }, label: "service level (%)"))</div></div>"
+            body +=
+                "<table><tr><th>Interval</th><th>Offered</th><th>Answered</th><th>Abandoned</th><th>Abandon rate</th><th>Service level</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th></tr>"
+            for q in intervals.reversed() {
+                body +=
+                    "<tr><td>\(HTML.time(q.start))\(q.final ? "" : " (running)")</td><td>\(q.offered)</td><td>\(q.answered)</td><td>\(q.abandoned)</td>"
+                body += "<td>\(Self.percent(q.abandonRate))</td><td>\(Self.percent(q.serviceLevel))</td>"
+                body +=
+                    "<td>\(Self.seconds(q.waits["p50"]))</td><td>\(Self.seconds(q.waits["p90"]))</td><td>\(Self.seconds(q.waits["p95"]))</td><td>\(Self.seconds(q.waits["p99"]))</td></tr>"
+            }
+            body += "</table>"
+        }
+        return Self.html(
+            .ok,
+            HTML.page(title: "Queue \(id)", session: session, csrf: signer.csrfToken(session), body: body)
         )
     }
 

@@ -338,3 +338,67 @@ struct ConsoleAppTests {
         )
     }
 }
+
+@Suite("Console: queue pages from the analytics summaries")
+struct QueuePagesTests {
+    static func summary(
+        queue: String,
+        start: String,
+        final: Bool,
+        offered: Int,
+        p90: Int,
+        serviceLevel: Double = 0.8
+    ) -> KafkaRecord {
+        let value = """
+            {"queueId":"\(queue)","mediaType":"voice","interval":"\(start)/x","final":\(final),"offered":\(offered),\
+            "answered":\(offered - 1),"abandoned":1,"abandonRate":\(1.0 / Double(offered)),"serviceLevel":\(serviceLevel),\
+            "waitMs":{"p50":1000,"p90":\(p90),"p95":\(p90 + 1000),"p99":\(p90 + 2000)}}
+            """
+        return KafkaRecord(
+            topic: "genesys.queue.metrics",
+            partition: 0,
+            offset: 0,
+            key: Array(queue.utf8),
+            value: Array(value.utf8),
+            headers: [],
+            timestamp: 0
+        )
+    }
+
+    @Test func theNewestSummaryOfEachIntervalWinsAndAFinalOneIsKept() {
+        var s = QueueSummaries()
+        s.add(Self.summary(queue: "q1", start: "2026-01-01T10:00:00Z", final: false, offered: 5, p90: 20_000).value)
+        s.add(Self.summary(queue: "q1", start: "2026-01-01T10:00:00Z", final: true, offered: 9, p90: 30_000).value)
+        s.add(Self.summary(queue: "q1", start: "2026-01-01T10:00:00Z", final: false, offered: 2, p90: 1_000).value)
+        s.add(Self.summary(queue: "q1", start: "2026-01-01T10:30:00Z", final: false, offered: 3, p90: 40_000).value)
+        s.add(Self.summary(queue: "q2", start: "2026-01-01T10:30:00Z", final: false, offered: 4, p90: 5_000).value)
+        for junk in [
+            "", "{}", #"{"queueId":"q3","interval":"never"}"#,
+            #"{"queueId":"q3","interval":"2026-01-01T10:00:00Z/x","offered":1e300}"#,
+        ] {
+            s.add(Array(junk.utf8))
+        }
+        #expect(s.latest.map(\.queueID) == ["q1", "q2", "q3"])
+        #expect(s.latest.first?.offered == 3, "the current interval")
+        #expect(s.latest.last?.offered == 0, "an absurd count is not taken")
+        let history = s.history("q1")["voice"] ?? []
+        #expect(history.map(\.offered) == [9, 3], "the closed interval's final figures survive a late running summary")
+        #expect(history.first?.final == true && history.first?.waits["p90"] == 30_000)
+    }
+
+    @Test func queuePagesShowTheFiguresAndACharts() throws {
+        let rig = try Rig()
+        rig.source.add([
+            Self.summary(queue: "q-sales", start: "2026-01-01T10:00:00Z", final: true, offered: 40, p90: 61_000),
+            Self.summary(queue: "q-sales", start: "2026-01-01T10:30:00Z", final: false, offered: 12, p90: 75_500),
+        ])
+        let viewer = try rig.signIn("vic")
+        let list = rig.get("/queues", cookie: viewer.cookie)
+        #expect(list.status.code == 200)
+        #expect(list.text.contains("q-sales") && list.text.contains("75.5 s") && list.text.contains("(running)"))
+        let page = rig.get("/queues/q-sales", cookie: viewer.cookie)
+        #expect(page.status.code == 200 && page.text.contains("<svg") && page.text.contains("61.0 s"))
+        #expect(page.text.contains("80.0 %"), "service level")
+        #expect(rig.get("/queues/nope", cookie: viewer.cookie).status.code == 404)
+    }
+}

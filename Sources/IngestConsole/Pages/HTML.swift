@@ -49,7 +49,7 @@ enum HTML {
         var nav = ""
         if let session {
             nav = """
-                <a href="/dlq">Dead letters</a><a href="/trace">Trace</a><a href="/redrive">Redrives</a><a href="/audit">Audit</a>
+                <a href="/dlq">Dead letters</a><a href="/trace">Trace</a><a href="/queues">Queues</a><a href="/redrive">Redrives</a><a href="/audit">Audit</a>
                 <span class="who">\(escape(session.user)) (\(session.role.rawValue))</span>
                 <form method="post" action="/logout" style="margin:0"><input type="hidden" name="csrf" value="\(escape(csrf ?? ""))"><button>Sign out</button></form>
                 """
