@@ -69,11 +69,35 @@ struct Console: AsyncParsableCommand {
             let bound = try server.start(host: host, port: port)
             // Unbuffered: scripts (and the tests) wait for this line.
             FileHandle.standardOutput.write(Data("console on http://\(host):\(bound)/ (users from \(users))\n".utf8))
-            // Until a signal ends the process (as `ingestctl simulate`).
-            while true { try await Task.sleep(for: .seconds(3600)) }
+            // Until SIGINT or SIGTERM; then running redrives are cancelled and audited before
+            // the server stops (reverse start order).
+            for await signal in Console.terminationSignals() {
+                logger.notice("console stopping", metadata: ["signal": "\(signal)"])
+                break
+            }
+            app.jobs.stopAll(timeout: .seconds(30))
+            await server.stop()
         }
     }
 
+    /// SIGINT and SIGTERM as a stream (their default actions are ignored meanwhile).
+    static func terminationSignals() -> AsyncStream<Int32> {
+        AsyncStream { continuation in
+            let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { continuation.yield(number) }
+                source.resume()
+                return source
+            }
+            // The stream keeps its sources alive until it ends.
+            let kept = SignalSources(sources)
+            continuation.onTermination = { _ in kept.cancel() }
+        }
+    }
+}
+
+extension Console {
     struct HashPassword: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "hash-password",
@@ -93,4 +117,11 @@ struct Console: AsyncParsableCommand {
             print(PasswordHash.make(password: line, iterations: iterations))
         }
     }
+}
+
+/// Dispatch signal sources held by a stream: `cancel()` is thread-safe on a dispatch source.
+final class SignalSources: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+    init(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
+    func cancel() { for s in sources { s.cancel() } }
 }

@@ -271,6 +271,24 @@ struct ConsoleAppTests {
         #expect(record["result"] == "cancelled" && record["replayed"] == .number(Double(job.replayed)))
     }
 
+    /// The console's shutdown: a running job is cancelled and still writes its audit record.
+    @Test func stoppingTheConsoleCancelsAndAuditsRunningJobs() async throws {
+        let rig = try Rig()
+        rig.source.add((0..<100).map { deadLetter($0) })
+        let op = try rig.signIn("olga")
+        let location = try #require(rig.post("/redrive/plan", ["csrf": op.csrf], cookie: op.cookie).header("Location"))
+        let id = String(location.dropFirst("/redrive/".count))
+        #expect(rig.post("\(location)/run", ["csrf": op.csrf, "rate": "5"], cookie: op.cookie).status.code == 303)
+        let started = ContinuousClock.now + .seconds(10)
+        while (rig.app.jobs.job(id)?.replayed ?? 0) < 1 && ContinuousClock.now < started {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        rig.app.jobs.stopAll(timeout: .seconds(10))
+        #expect(rig.app.jobs.job(id)?.state == .cancelled)
+        let audit = try #require(rig.publisher.published.first { $0.topic == "ingest.dlq.audit" })
+        #expect(try JSONValue.parse(Data(audit.value))["result"] == "cancelled")
+    }
+
     @Test func viewersSeeMaskedValuesAndEverythingIsEscaped() throws {
         let rig = try Rig()
         rig.source.add([deadLetter(0, message: "<script>alert(1)</script>")])

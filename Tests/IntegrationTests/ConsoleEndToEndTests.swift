@@ -141,5 +141,17 @@ struct ConsoleEndToEndTests {
         let page = try ops.send("GET", "/audit").bodyText
         #expect(page.contains(String(location.dropFirst("/redrive/".count))))
         #expect(fixed.child.isRunning)
+
+        // SIGTERM while a redrive runs: the job is cancelled, audited, and the console exits 0.
+        let slow = try #require(
+            try ops.send("POST", "/redrive/plan", form: [("csrf", csrf), ("class", "poison")]).header("Location")
+        )
+        #expect(try ops.send("POST", slow + "/run", form: [("csrf", csrf), ("rate", "5")]).status == 303)
+        #expect(try await eventually(seconds: 30) { try ops.send("GET", slow).bodyText.contains(">running<") })
+        console.signal(SIGTERM)
+        #expect(console.waitForExit(timeout: 40) == 0, "a graceful stop: \(console.output.suffix(1000))")
+        let audits = try KafkaConsumer.readAll(configuration: kafka, topics: ["ingest.dlq.audit"], expected: 3)
+        #expect(audits.count == 3)
+        #expect(audits.contains { String(decoding: $0.value, as: UTF8.self).contains("\"result\":\"cancelled\"") })
     }
 }

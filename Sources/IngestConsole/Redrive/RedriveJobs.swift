@@ -169,6 +169,23 @@ public final class RedriveJobs: Sendable {
         cancelled.withLock { _ = $0.insert(id) }
     }
 
+    /// Cancels every running job and waits (at most `timeout`) until each has stopped and
+    /// written its audit record — the console's shutdown, so no run goes unaudited.
+    public func stopAll(timeout: Duration) {
+        let running = jobs.withLock { all -> [String] in
+            let ids = all.values.filter { $0.state == .running }.map(\.id)
+            for id in ids { all[id]?.state = .cancelling }
+            return ids
+        }
+        cancelled.withLock { $0.formUnion(running) }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline
+            && jobs.withLock({ all in all.values.contains { $0.state == .running || $0.state == .cancelling } })
+        {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
     private func update(_ id: String, _ change: (inout Job) -> Void) {
         jobs.withLock { all in
             if var j = all[id] {
