@@ -220,7 +220,7 @@ let package = Package(
         .testTarget(name: "IngestBridgeTests", dependencies: ["IngestBridge"]),
         .testTarget(
             name: "IngestConsoleTests",
-            dependencies: ["IngestConsole", "IngestCore", "IngestCrypto", "IngestKafka", "IngestWorker"]
+            dependencies: ["IngestConsole", "IngestCore", "IngestCrypto", "IngestKafka", "IngestWorker", "IngestStore"]
         ),
         .testTarget(
             name: "IngestReconciliationTests",

@@ -556,6 +556,12 @@ public final class ConsoleApp: Sendable {
         return summaries
     }
 
+    /// The alert and overflow documents, when the console has the workers' store.
+    func queueStates() throws -> QueueStates? {
+        guard let documents = store as? any DocumentStore else { return nil }
+        return try QueueStates.read(documents)
+    }
+
     static func percent(_ r: Double?) -> String { r.map { String(format: "%.1f %%", $0 * 100) } ?? "-" }
     static func seconds(_ ms: Int?) -> String { ms.map { String(format: "%.1f s", Double($0) / 1000) } ?? "-" }
 
@@ -568,10 +574,18 @@ public final class ConsoleApp: Sendable {
                 session
             )
         }
+        let states: QueueStates?
+        do { states = try queueStates() } catch {
+            return self.error(.serviceUnavailable, "reading the store failed: \(error)", session)
+        }
         var body =
-            "<p class=\"muted\">The current 30-minute interval of every queue, from the analytics workers' summaries on <code>\(HTML.escape(configuration.queueMetricsTopic))</code>.</p>"
+            "<p class=\"muted\">The current 30-minute interval of every queue, from the analytics workers' summaries on <code>\(HTML.escape(configuration.queueMetricsTopic))</code>"
         body +=
-            "<table><tr><th>Queue</th><th>Media</th><th>Interval</th><th>Offered</th><th>Answered</th><th>Abandoned</th><th>Abandon rate</th><th>Service level</th><th>p50</th><th>p90</th><th>p99</th></tr>"
+            states == nil
+            ? "; alerts and overflow need <code>--store</code>.</p>"
+            : ", with the alerts firing and the overflow controller's state from the store.</p>"
+        body +=
+            "<table><tr><th>Queue</th><th>Media</th><th>Interval</th><th>Offered</th><th>Answered</th><th>Abandoned</th><th>Abandon rate</th><th>Service level</th><th>p50</th><th>p90</th><th>p99</th><th>Alerts firing</th><th>Overflow</th></tr>"
         for q in summaries.latest {
             body +=
                 "<tr><td><a href=\"/queues/\(HTML.escape(HTML.percent(q.queueID)))\">\(HTML.escape(q.queueID))</a></td><td>\(HTML.escape(q.mediaType))</td>"
@@ -579,7 +593,12 @@ public final class ConsoleApp: Sendable {
                 "<td>\(HTML.time(q.start))\(q.final ? "" : " (running)")</td><td>\(q.offered)</td><td>\(q.answered)</td><td>\(q.abandoned)</td>"
             body += "<td>\(Self.percent(q.abandonRate))</td><td>\(Self.percent(q.serviceLevel))</td>"
             body +=
-                "<td>\(Self.seconds(q.waits["p50"]))</td><td>\(Self.seconds(q.waits["p90"]))</td><td>\(Self.seconds(q.waits["p99"]))</td></tr>"
+                "<td>\(Self.seconds(q.waits["p50"]))</td><td>\(Self.seconds(q.waits["p90"]))</td><td>\(Self.seconds(q.waits["p99"]))</td>"
+            let firing =
+                states?.firing.filter { $0.queueID == q.queueID && $0.mediaType == q.mediaType }.map(\.rule) ?? []
+            body +=
+                "<td>\(HTML.escape(states == nil ? "?" : firing.isEmpty ? "none" : firing.joined(separator: ", ")))</td>"
+            body += "<td>\(HTML.escape(states.map { $0.overflow[q.queueID]?.state ?? "-" } ?? "?"))</td></tr>"
         }
         body += "</table>"
         if summaries.latest.isEmpty { body += "<p>No summaries yet: is an analytics worker running?</p>" }
@@ -598,7 +617,29 @@ public final class ConsoleApp: Sendable {
         }
         let history = summaries.history(id)
         guard !history.isEmpty else { return error(.notFound, "no summaries of queue \(id)", session) }
+        let states: QueueStates?
+        do { states = try queueStates() } catch {
+            return self.error(.serviceUnavailable, "reading the store failed: \(error)", session)
+        }
         var body = ""
+        if let states {
+            let firing = states.firing.filter { $0.queueID == id }
+            body += "<div class=\"cards\"><div class=\"card\">Alerts firing: <strong id=\"alerts\">"
+            body +=
+                firing.isEmpty
+                ? "none" : HTML.escape(firing.map { "\($0.rule) (\($0.mediaType))" }.joined(separator: ", "))
+            body += "</strong></div><div class=\"card\">Overflow: "
+            if let o = states.overflow[id] {
+                body += "<strong id=\"overflow\">\(HTML.escape(o.state))</strong> since \(HTML.time(o.since))"
+                if let outcome = o.lastOutcome {
+                    body +=
+                        "<br>last activation: \(HTML.escape(outcome)) at \(HTML.time(o.lastEndedAt)), \(o.addedMembers) member(s) added"
+                }
+            } else {
+                body += "<strong id=\"overflow\">not controlled</strong>"
+            }
+            body += "</div></div>"
+        }
         for (media, intervals) in history.sorted(by: { $0.key < $1.key }) {
             body += "<h2>\(HTML.escape(media))</h2><div class=\"cards\">"
             body +=

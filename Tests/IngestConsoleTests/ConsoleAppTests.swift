@@ -3,6 +3,7 @@ import IngestCore
 import IngestCrypto
 import IngestHTTP
 import IngestKafka
+import IngestStore
 import IngestWorker
 import Logging
 import Testing
@@ -84,7 +85,7 @@ struct Rig {
     let source = ListSource()
     let publisher = ListPublisher()
 
-    init() throws {
+    init(store: (any IdempotencyStore)? = nil) throws {
         let hash = PasswordHash.make(password: "pw", iterations: 1000)
         let users = try ConsoleUsers.parse(
             "# test users\nada:admin:\(hash)\nolga:operator:\(hash)\nvic:viewer:\(hash)\n"
@@ -99,6 +100,7 @@ struct Rig {
             configuration: configuration,
             source: source,
             publisher: { publisher },
+            store: store,
             logger: Logger(label: "console-test")
         )
     }
@@ -418,5 +420,53 @@ struct QueuePagesTests {
         #expect(page.status.code == 200 && page.text.contains("<svg") && page.text.contains("61.0 s"))
         #expect(page.text.contains("80.0 %"), "service level")
         #expect(rig.get("/queues/nope", cookie: viewer.cookie).status.code == 404)
+        #expect(list.text.contains("need <code>--store</code>"), "without a store the page says what is missing")
+    }
+
+    /// With the workers' store: the alerts firing and the overflow controller's state, read from
+    /// the documents the analytics and overflow workers keep.
+    @Test func queuePagesShowFiringAlertsAndTheOverflowState() async throws {
+        let path = NSTemporaryDirectory() + "console-store-\(UUID().uuidString).sqlite"
+        let store = try SQLiteIdempotencyStore(path: path)
+        for (key, body) in [
+            ("genesys-ingest/surge/q-sales/voice", "firing\tsurge\tq-sales\tvoice"),
+            ("genesys-ingest/slow/q-sales/voice", "resolved\tslow\tq-sales\tvoice"),
+            ("genesys-ingest/surge/q-other/voice", "firing\tsurge\tq-other\tvoice"),
+        ] {
+            #expect(
+                try await store.putDocument(
+                    kind: "analytics-alert",
+                    key: key,
+                    expectedVersion: 0,
+                    body: body,
+                    owner: "w",
+                    leaseUntil: 0
+                )
+            )
+        }
+        let overflow =
+            #"{"queueID":"q-sales","state":"active","stateSince":1767225600000,"lastActivation":{"activationID":"a1","outcome":"reverted","endedAt":1767222000000,"addedMembers":["u1","u2"],"changedFields":[],"notes":[]}}"#
+        #expect(
+            try await store.putDocument(
+                kind: "overflow",
+                key: "q-sales",
+                expectedVersion: 0,
+                body: overflow,
+                owner: "w",
+                leaseUntil: 0
+            )
+        )
+        let rig = try Rig(store: store)
+        rig.source.add([
+            Self.summary(queue: "q-sales", start: "2026-01-01T10:00:00Z", final: false, offered: 3, p90: 9_000)
+        ])
+        let viewer = try rig.signIn("vic")
+        let page = rig.get("/queues/q-sales", cookie: viewer.cookie).text
+        #expect(page.contains("<strong id=\"alerts\">surge (voice)</strong>"), "only the firing alert of this queue")
+        #expect(page.contains("<strong id=\"overflow\">active</strong>"))
+        #expect(page.contains("last activation: reverted") && page.contains("2 member(s) added"))
+        let list = rig.get("/queues", cookie: viewer.cookie).text
+        #expect(list.contains("<td>surge</td><td>active</td>"))
+        await store.close()
     }
 }

@@ -100,3 +100,67 @@ extension HTML {
             "<svg role=\"img\" aria-label=\"\(escape(label))\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\"><rect width=\"\(width)\" height=\"\(height)\" fill=\"#fff\" stroke=\"#e3e6eb\"/><path d=\"\(path)\" fill=\"none\" stroke=\"#4f7bd9\" stroke-width=\"2\"/><text x=\"4\" y=\"12\" font-size=\"10\" fill=\"#6b7280\">\(escape(label)) · max \(String(format: "%.0f", top))</text></svg>"
     }
 }
+
+/// What the analytics and overflow workers keep in the shared store about a queue: the
+/// alerts firing (documents `analytics-alert`, body `firing|resolved<TAB>rule<TAB>queue<TAB>media`)
+/// and the overflow controller's state (document `overflow`, key the queue id, a JSON
+/// `OverflowActivation`). Read as the stored text: the console imports no feature.
+struct QueueStates {
+    struct Alert: Equatable {
+        var rule: String
+        var queueID: String
+        var mediaType: String
+    }
+
+    struct Overflow: Equatable {
+        var state: String
+        var since: Int64?
+        var lastOutcome: String?
+        var lastEndedAt: Int64?
+        var addedMembers: Int
+    }
+
+    var firing: [Alert] = []
+    var overflow: [String: Overflow] = [:]
+
+    static let alertKind = "analytics-alert"
+    static let overflowKind = "overflow"
+
+    static func alert(_ body: String) -> Alert? {
+        let f = body.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        guard f.count == 4, f[0] == "firing" else { return nil }
+        return Alert(rule: f[1], queueID: f[2], mediaType: f[3])
+    }
+
+    static func overflow(_ body: String) -> (queueID: String, Overflow)? {
+        guard let v = try? JSONValue.parse(Data(body.utf8)), let queue = v["queueID"]?.stringValue,
+            let state = v["state"]?.stringValue
+        else { return nil }
+        func ms(_ x: JSONValue?) -> Int64? {
+            guard let n = x?.numberValue else { return nil }
+            return EventFields.epochMilliseconds(n)
+        }
+        let last = v["lastActivation"]
+        return (
+            queue,
+            Overflow(
+                state: state,
+                since: ms(v["stateSince"]),
+                lastOutcome: last?["outcome"]?.stringValue,
+                lastEndedAt: ms(last?["endedAt"]),
+                addedMembers: last?["addedMembers"]?.elements.count ?? 0
+            )
+        )
+    }
+
+    /// Reads both kinds of documents from `store`.
+    static func read(_ store: any DocumentStore) throws -> QueueStates {
+        let (alerts, overflows) = try blocking {
+            (try await store.documents(kind: alertKind), try await store.documents(kind: overflowKind))
+        }
+        var out = QueueStates()
+        out.firing = alerts.compactMap { alert($0.body) }.sorted { ($0.queueID, $0.rule) < ($1.queueID, $1.rule) }
+        for d in overflows { if let (q, o) = overflow(d.body) { out.overflow[q] = o } }
+        return out
+    }
+}
