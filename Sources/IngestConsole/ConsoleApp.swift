@@ -186,6 +186,22 @@ public final class ConsoleApp: Sendable {
         }
     }
 
+    /// A signed-in page: the layout with the user's name and the sign-out form.
+    func signedInPage(
+        _ title: String,
+        _ session: ConsoleSession,
+        _ body: String,
+        headers: [(String, String)] = []
+    )
+        -> HTTPResponse
+    {
+        Self.html(
+            .ok,
+            HTML.page(title: title, session: session, csrf: signer.csrfToken(session), body: body),
+            headers: headers
+        )
+    }
+
     func refuse(_ session: ConsoleSession, _ what: String) -> HTTPResponse {
         logger.warning("console: refused", metadata: ["user": "\(session.user)", "action": "\(what)"])
         return error(Self.forbidden, "a \(session.role.rawValue) may not \(what)", session)
@@ -350,10 +366,7 @@ public final class ConsoleApp: Sendable {
             nav.append("<a href=\"/dlq?\(HTML.escape(HTML.query(params + [("page", String(page + 1))])))\">next →</a>")
         }
         body += "<p>Page \(page + 1). \(nav.joined(separator: " · "))</p>"
-        return Self.html(
-            .ok,
-            HTML.page(title: "Dead letters", session: session, csrf: signer.csrfToken(session), body: body)
-        )
+        return signedInPage("Dead letters", session, body)
     }
 
     func record(_ req: ConsoleRequest, _ session: ConsoleSession) -> HTTPResponse {
@@ -396,15 +409,7 @@ public final class ConsoleApp: Sendable {
             body +=
                 "<input type=\"hidden\" name=\"only\" value=\"\(HTML.escape(RecordPosition(r).description))\"><button>Plan a redrive of this one…</button></form>"
         }
-        return Self.html(
-            .ok,
-            HTML.page(
-                title: RecordPosition(r).description,
-                session: session,
-                csrf: signer.csrfToken(session),
-                body: body
-            )
-        )
+        return signedInPage(RecordPosition(r).description, session, body)
     }
 
     // MARK: Redrive
@@ -459,11 +464,7 @@ public final class ConsoleApp: Sendable {
         var headers: [(String, String)] = []
         // Progress without JavaScript: a running job's page reloads itself.
         if job.state == .running || job.state == .cancelling { headers.append(("Refresh", "1")) }
-        return Self.html(
-            .ok,
-            HTML.page(title: "Redrive \(id)", session: session, csrf: csrf, body: body),
-            headers: headers
-        )
+        return signedInPage("Redrive \(id)", session, body, headers: headers)
     }
 
     func redrives(_ session: ConsoleSession) -> HTTPResponse {
@@ -476,10 +477,7 @@ public final class ConsoleApp: Sendable {
                 "<td>\(HTML.time(j.createdAt))</td><td>\(j.state.rawValue)</td><td>\(j.positions.count)</td><td>\(j.replayed)</td></tr>"
         }
         body += "</table>"
-        return Self.html(
-            .ok,
-            HTML.page(title: "Redrives", session: session, csrf: signer.csrfToken(session), body: body)
-        )
+        return signedInPage("Redrives", session, body)
     }
 
     func trace(_ req: ConsoleRequest, _ session: ConsoleSession) -> HTTPResponse {
@@ -489,10 +487,7 @@ public final class ConsoleApp: Sendable {
             <input name="conversation" value="\(HTML.escape(id))" size="40"></label><label>&nbsp;<button>Trace</button></label></form>
             """
         guard !id.isEmpty else {
-            return Self.html(
-                .ok,
-                HTML.page(title: "Conversation trace", session: session, csrf: signer.csrfToken(session), body: body)
-            )
+            return signedInPage("Conversation trace", session, body)
         }
         let raw = configuration.naming.allTopics
         let topics = raw + raw.map { $0 + ".dlq" } + configuration.outputTopics
@@ -541,10 +536,7 @@ public final class ConsoleApp: Sendable {
                 "<td><details><summary>value</summary><pre>\(HTML.escape(Masking.render(r.value, fields: masking)))</pre></details></td></tr>"
         }
         body += "</table>"
-        return Self.html(
-            .ok,
-            HTML.page(title: "Conversation \(id)", session: session, csrf: signer.csrfToken(session), body: body)
-        )
+        return signedInPage("Conversation \(id)", session, body)
     }
 
     func readQueueSummaries() throws -> QueueSummaries {
@@ -602,7 +594,7 @@ public final class ConsoleApp: Sendable {
         }
         body += "</table>"
         if summaries.latest.isEmpty { body += "<p>No summaries yet: is an analytics worker running?</p>" }
-        return Self.html(.ok, HTML.page(title: "Queues", session: session, csrf: signer.csrfToken(session), body: body))
+        return signedInPage("Queues", session, body)
     }
 
     func queue(_ rawID: String, _ session: ConsoleSession) -> HTTPResponse {
@@ -659,10 +651,7 @@ public final class ConsoleApp: Sendable {
             }
             body += "</table>"
         }
-        return Self.html(
-            .ok,
-            HTML.page(title: "Queue \(id)", session: session, csrf: signer.csrfToken(session), body: body)
-        )
+        return signedInPage("Queue \(id)", session, body)
     }
 
     func audit(_ session: ConsoleSession) -> HTTPResponse {
@@ -695,6 +684,6 @@ public final class ConsoleApp: Sendable {
             body += "<td><code>\(HTML.escape(v["filters"]?.description ?? "-"))</code></td></tr>"
         }
         body += "</table>"
-        return Self.html(.ok, HTML.page(title: "Audit", session: session, csrf: signer.csrfToken(session), body: body))
+        return signedInPage("Audit", session, body)
     }
 }
